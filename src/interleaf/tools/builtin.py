@@ -1,0 +1,1 @@
+"""Imports every built-in tool kind so it registers."""
