@@ -158,6 +158,24 @@ def sim(
     serve_forever(port=port, latency=latency, fault_rate=fault_rate, seed=seed)
 
 
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Run directory (running again resumes).")] = Path("runs/demo"),
+    graph: Annotated[str, typer.Option(help="Built-in graph or YAML path to run.")] = "intermt",
+    seeds: Annotated[Path | None, typer.Option(help="Seeds file (default: the bundled demo seeds).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run a graph offline: models on the local simulator, images from tiny random-weight pipelines."""
+    from interleaf.testing.demo import run_demo
+
+    try:
+        summary = run_demo(out, graph=graph, seeds=seeds, progress=not quiet)
+    except InterleafError as exc:
+        raise _fail(exc) from None
+    typer.echo(summary.describe())
+    typer.echo(f"run written to {out}; next: interleaf view {out} --out {out}/report")
+
+
 def main() -> None:
     try:
         app()

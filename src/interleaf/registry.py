@@ -8,11 +8,31 @@ Anything can also be named by import path ``package.module:attr``.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+
+
+def import_object(path: str) -> Any:
+    """Import ``package.module:attr`` (``attr`` may be dotted); any failure is a ``LookupError``."""
+    if not _IMPORT_PATH.match(path):
+        raise LookupError(f"{path!r} is not an import path of the form 'package.module:attr'")
+    module_name, _, attr = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or any error the module raises while importing
+        raise LookupError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise LookupError(f"module {module_name!r} has no attribute {attr!r}") from None
+    return obj
 
 
 class Registry(Generic[T]):
@@ -23,11 +43,15 @@ class Registry(Generic[T]):
         self.group = group
         self._builtins = builtins
         self._items: dict[str, T] = {}
+        self._broken: dict[str, str] = {}
         self._loaded = False
 
     def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: register an object under ``name`` (a later registration replaces it)."""
+
         def deco(obj: T) -> T:
             self._items[name] = obj
+            self._broken.pop(name, None)
             return obj
 
         return deco
@@ -39,28 +63,30 @@ class Registry(Generic[T]):
         for module in self._builtins:
             importlib.import_module(module)
         for ep in entry_points(group=self.group):
-            if ep.name not in self._items:
+            if ep.name in self._items:
+                continue
+            # One broken plugin must not break every graph: remember why, report it when used.
+            try:
                 self._items[ep.name] = ep.load()
+            except Exception as exc:
+                self._broken[ep.name] = f"{ep.value} failed to load: {type(exc).__name__}: {exc}"
 
     def names(self) -> list[str]:
+        """Registered names (built-ins and entry points that loaded)."""
         self._load()
         return sorted(self._items)
 
     def get(self, name: str) -> T:
         """Look up by registered name, or import ``module:attr``; ``LookupError`` names the choices."""
         if ":" in name:
-            module_name, _, attr = name.partition(":")
             try:
-                module = importlib.import_module(module_name)
-            except ImportError as exc:
-                raise LookupError(f"cannot import module {module_name!r} for {self.what} {name!r}: {exc}") from None
-            try:
-                return getattr(module, attr)  # type: ignore[no-any-return]
-            except AttributeError:
-                raise LookupError(f"module {module_name!r} has no attribute {attr!r}") from None
+                return import_object(name)  # type: ignore[no-any-return]
+            except LookupError as exc:
+                raise LookupError(f"{self.what} {name!r}: {exc}") from None
         self._load()
-        try:
+        if name in self._items:
             return self._items[name]
-        except KeyError:
-            known = ", ".join(self.names()) or "none"
-            raise LookupError(f"unknown {self.what} {name!r} (known: {known})") from None
+        if name in self._broken:
+            raise LookupError(f"{self.what} {name!r} (entry point of group {self.group}): {self._broken[name]}")
+        known = ", ".join(self.names()) or "none"
+        raise LookupError(f"unknown {self.what} {name!r} (known: {known})")

@@ -105,7 +105,7 @@ class Provenance(_Model):
 class Score(_Model):
     """One rubric dimension's score; ``value`` is None when the judge gave none."""
 
-    value: float | None = None
+    value: float | None = Field(default=None, allow_inf_nan=False)
     reason: str = ""
     raw: str | None = None
 
@@ -233,11 +233,22 @@ class DialogueState(_Model):
         )
 
     def path(self, node_id: str) -> list[TreeNode]:
-        """Root-to-node chain of tree nodes."""
+        """Root-to-node chain of tree nodes.
+
+        Raises ``KeyError`` naming the missing node when a parent link dangles, and
+        ``ValueError`` when parent links form a cycle (a corrupt or hand-edited state).
+        """
         chain: list[TreeNode] = []
+        seen: set[str] = set()
         cur: str | None = node_id
         while cur is not None:
-            node = self.nodes[cur]
+            if cur in seen:
+                raise ValueError(f"tree node {cur!r} is its own ancestor (parent links form a cycle)")
+            seen.add(cur)
+            node = self.nodes.get(cur)
+            if node is None:
+                below = f" (parent of {chain[-1].id!r})" if chain else ""
+                raise KeyError(f"no tree node {cur!r}{below}")
             chain.append(node)
             cur = node.parent
         chain.reverse()
@@ -261,10 +272,31 @@ class DialogueState(_Model):
         )
 
     def leaves(self) -> list[TreeNode]:
-        """Alive nodes with no alive child: the ends of complete dialogues."""
+        """Alive nodes with no alive child and no pruned or failed ancestor: the ends of
+        complete dialogues."""
+        alive_path: dict[str, bool] = {}
+
+        def on_alive_path(node_id: str) -> bool:
+            # Iterative: trees can be deep, and a corrupt state may hold a dangling or cyclic parent.
+            chain: list[str] = []
+            cur: str | None = node_id
+            result = True
+            while cur is not None and cur not in alive_path:
+                node = self.nodes.get(cur)
+                if node is None or node.status != "alive" or cur in chain:
+                    result = False
+                    break
+                chain.append(cur)
+                cur = node.parent
+            else:
+                result = alive_path[cur] if cur is not None else True
+            for c in chain:
+                alive_path[c] = result
+            return result
+
         parents = {n.parent for n in self.nodes.values() if n.status == "alive"}
         return sorted(
-            (n for n in self.nodes.values() if n.status == "alive" and n.id not in parents),
+            (n for n in self.nodes.values() if n.id not in parents and on_alive_path(n.id)),
             key=lambda n: n.id,
         )
 

@@ -36,7 +36,26 @@ def resolve_env(value: str, environ: dict[str, str] | None = None) -> str:
 
 
 def env_refs(value: str) -> list[str]:
+    """Names of the environment variables ``value`` references."""
     return [m.group(1) for m in _ENV_REF.finditer(value)]
+
+
+def env_ref_problem(value: str) -> str | None:
+    """Why a ``${...}`` in ``value`` is not a valid reference, or None when all are valid."""
+    start = value.find("${")
+    while start != -1:
+        m = _ENV_REF.match(value, start)
+        if m is None:
+            end = value.find("}", start)
+            shown = value[start : end + 1] if end != -1 else value[start : start + 30]
+            if end == -1:
+                return f"unclosed environment reference {shown!r}: write ${{NAME}} or ${{NAME:-default}}"
+            return (
+                f"bad environment reference {shown!r}: write ${{NAME}} or ${{NAME:-default}} "
+                "(NAME: letters, digits and '_', not starting with a digit)"
+            )
+        start = value.find("${", m.end())
+    return None
 
 
 class _Spec(BaseModel):
@@ -73,10 +92,18 @@ class ToolSpec(BaseModel):
 
 
 class RetrySpec(_Spec):
-    max_attempts: int = Field(default=3, ge=1, le=20)
-    initial_interval: float = Field(default=0.5, ge=0)
-    backoff_factor: float = Field(default=2.0, ge=1)
-    max_interval: float = Field(default=30.0, ge=0)
+    """A node's LangGraph ``RetryPolicy``.
+
+    ``retry_on: transient`` keeps LangGraph's default (network and server errors, not bugs
+    such as ``ValueError``); ``any`` retries every exception.
+    """
+
+    max_attempts: int = Field(default=3, ge=1, le=20, description="Attempts in all, including the first.")
+    initial_interval: float = Field(default=0.5, ge=0, le=3600)
+    backoff_factor: float = Field(default=2.0, ge=1, le=100)
+    max_interval: float = Field(default=30.0, ge=0, le=3600)
+    jitter: bool = True
+    retry_on: Literal["transient", "any"] = "transient"
 
 
 class NodeSpec(_Spec):
@@ -142,6 +169,14 @@ class EdgeSpec(_Spec):
         return out
 
 
+class ReportSpec(_Spec):
+    """A run-level report written after the run from its dialogues; ``kind`` picks a registered
+    report kind (see :mod:`interleaf.datasets.reports`), ``params`` are that kind's options."""
+
+    kind: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class Defaults(_Spec):
     run_seed: int = 0
     concurrency: int = Field(default=8, ge=1, le=100_000, description="Dialogues in flight per process.")
@@ -160,13 +195,22 @@ class GraphSpec(_Spec):
     tools: dict[str, ToolSpec] = Field(default_factory=dict)
     nodes: dict[str, NodeSpec]
     edges: list[EdgeSpec]
+    # Reports only read a finished run, so they stay out of dumps and the run's graph fingerprint:
+    # adding a report to a graph does not make its existing runs a different run.
+    reports: dict[str, ReportSpec] = Field(
+        default_factory=dict, exclude=True,
+        description="Report name -> report written into the run's reports/ folder.",
+    )
 
-    @field_validator("models", "tools", "nodes")
+    @field_validator("models", "tools", "nodes", "reports")
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
-            if not _NAME.match(name) or name in (START, END):
-                raise ValueError(f"invalid name {name!r}: use letters, digits, '_' or '-'")
+            # LangGraph reserves __start__/__end__; START/END are this schema's own markers.
+            if not _NAME.match(name) or name in (START, END) or (name.startswith("__") and name.endswith("__")):
+                raise ValueError(
+                    f"invalid name {name!r}: use letters, digits, '_' or '-' (not START, END or __x__)"
+                )
         return value
 
     @field_validator("nodes")

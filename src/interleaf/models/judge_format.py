@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass, field
 
 _LINE = re.compile(
-    r"\[\[\s*(?P<dim>[A-Za-z_][\w\- ]*?)\s*,\s*(?P<reason>.*?)\s*,?\s*\\+boxed\{\s*(?P<score>[+-]?\d+(?:\.\d+)?)\s*\}\s*\]\]",
+    r"\[\[\s*(?P<dim>[A-Za-z_][\w\- ]*?)\s*,\s*(?P<reason>.*?)\s*,?\s*"
+    r"\\+boxed\{\s*(?P<score>[+-]?\d+(?:\.\d+)?)\s*\}\s*\]\]",
     re.DOTALL,
 )
 _HEADER = re.compile(r"^DIMENSIONS:\s*(?P<body>.+)$", re.MULTILINE)

@@ -71,6 +71,9 @@ class NodeKind(Generic[InT, OutT, ParamsT]):
     Params: ClassVar[type[BaseModel]] = NoParams
     models: ClassVar[ModelArity] = "none"
     uses_tools: ClassVar[bool] = False
+    #: Fields read whose defaults are meaningful input (an empty tree at the first turn), so the
+    #: compiler does not require a node before this one to write them.
+    optional_reads: ClassVar[frozenset[str]] = frozenset()
     #: Bump when behaviour changes so response caches keyed on it are invalidated.
     version: ClassVar[str] = "1"
 

@@ -35,6 +35,8 @@ class TurnPlanner(NodeKind[TurnPlannerInput, TurnPlannerOutput, TurnPlannerParam
     Input = TurnPlannerInput
     Output = TurnPlannerOutput
     Params = TurnPlannerParams
+    # The first turn reads an empty tree, so a single-turn graph (START -> expand -> plan) is valid.
+    optional_reads = frozenset({"nodes", "turn"})
 
     async def run(self, inp: TurnPlannerInput) -> TurnPlannerOutput:
         k = self.params.k

@@ -3,23 +3,49 @@
 Keys are relative, ``/``-separated and validated, so a tool or model cannot make
 the engine write outside the store's prefix. Writes are atomic: local files are
 written to a temporary name and renamed; on S3 a single PUT is atomic already.
+
+Transient failures (connection refused or reset, timeouts, 5xx answers) are
+retried with backoff for ``retry_seconds`` (30 s by default), so a short store
+outage delays a run instead of failing it.
+
+S3 settings come from the standard AWS sources (``AWS_ENDPOINT_URL_S3`` /
+``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``, ``AWS_PROFILE``, credentials files),
+so MinIO and other S3-compatible stores need no extra configuration.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import functools
 import hashlib
 import json
+import logging
 import os
 import re
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from interleaf.errors import StoreKeyError
+from interleaf.errors import InterleafError, StoreKeyError
+
+
+class StoreUnavailableError(InterleafError, OSError):
+    """The store stayed unreachable for the whole retry budget."""
 
 _BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+#: Marks half-written local files; never a valid key segment (see :func:`safe_segment`).
+_TMP_MARK = ".~tmp-"
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: A list of keys or names (the class's own ``list`` method shadows the builtin inside it).
+Keys = list[str]
 
 
 def check_key(key: str) -> str:
@@ -33,6 +59,8 @@ def check_key(key: str) -> str:
     parts = key.split("/")
     if any(p in ("", ".", "..") for p in parts):
         raise StoreKeyError(f"object key {key!r} has an empty, '.' or '..' segment")
+    if _TMP_MARK in key:
+        raise StoreKeyError(f"object key {key!r} contains the reserved marker {_TMP_MARK!r}")
     if len(key) > 1024:
         raise StoreKeyError(f"object key is {len(key)} characters long (max 1024)")
     return key
@@ -42,29 +70,122 @@ def safe_segment(name: str) -> str:
     """Turn an arbitrary id (a seed id, say) into one safe key segment, injectively."""
     if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,120}", name) and ".." not in name:
         return name
-    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     cleaned = re.sub(r"[^A-Za-z0-9_.\-]+", "_", name)[:60].strip("._-") or "id"
     return f"{cleaned}~{digest}"
 
 
 def blob_key(sha256: str, ext: str) -> str:
+    """Content-addressed key: ``blobs/sha256/ab/abcdef....ext``."""
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise StoreKeyError(f"{sha256!r} is not a hex SHA-256 digest")
+    if not re.fullmatch(r"[A-Za-z0-9]{1,10}", ext.lstrip(".")):
+        raise StoreKeyError(f"blob extension {ext!r} must be 1-10 letters or digits")
     return f"blobs/sha256/{sha256[:2]}/{sha256}.{ext.lstrip('.')}"
+
+
+_TRANSIENT_ERRNOS = frozenset({
+    errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EPIPE,
+    errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EAGAIN,
+})
+_TRANSIENT_S3_CODES = frozenset({
+    "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "RequestTimeTooSkewed",
+    "Throttling", "ThrottlingException", "RequestLimitExceeded", "BadGateway", "GatewayTimeout",
+})
+_TRANSIENT_NAMES = frozenset({
+    "EndpointConnectionError", "ConnectionClosedError", "ConnectTimeoutError", "ReadTimeoutError",
+    "ClientConnectorError", "ServerDisconnectedError", "ClientOSError", "ServerTimeoutError",
+    "ClientPayloadError", "IncompleteRead", "ResponseParserError", "FSTimeoutError", "HTTPClientError",
+})
+_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError,
+              StoreKeyError, ValueError, TypeError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) looks like a passing outage worth retrying."""
+    if isinstance(exc, _PERMANENT):
+        return False
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ConnectionError | TimeoutError | asyncio.TimeoutError):
+            return True
+        if any(cls.__name__ in _TRANSIENT_NAMES for cls in type(cur).__mro__):
+            return True
+        if isinstance(cur, OSError) and cur.errno in _TRANSIENT_ERRNOS:
+            return True
+        response = getattr(cur, "response", None)
+        if isinstance(response, dict):
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = response.get("Error", {}).get("Code")
+            if (isinstance(status, int) and status >= 500) or code in _TRANSIENT_S3_CODES:
+                return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+_executor_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+
+
+def io_executor() -> ThreadPoolExecutor:
+    """Threads for blocking store calls, separate from asyncio's small default pool."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="interleaf-store")
+        return _executor
+
+
+def _s3_options(given: dict[str, Any]) -> dict[str, Any]:
+    """Storage options for s3fs: listings never cached (other writers exist), endpoint from the env."""
+    opts = dict(given)
+    opts.setdefault("use_listings_cache", False)
+    client_kwargs = dict(opts.get("client_kwargs") or {})
+    # botocore reads AWS_ENDPOINT_URL(_S3) itself; passing it explicitly also covers older clients.
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint and "endpoint_url" not in client_kwargs and "endpoint_url" not in opts:
+        client_kwargs["endpoint_url"] = endpoint
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region and "region_name" not in client_kwargs:
+        client_kwargs["region_name"] = region
+    if client_kwargs:
+        opts["client_kwargs"] = client_kwargs
+    config_kwargs = dict(opts.get("config_kwargs") or {})
+    # Keep botocore's own retries short; ObjectStore's retry loop owns the outage budget.
+    config_kwargs.setdefault("connect_timeout", 5)
+    config_kwargs.setdefault("read_timeout", 60)
+    config_kwargs.setdefault("retries", {"total_max_attempts": 2, "mode": "standard"})
+    opts["config_kwargs"] = config_kwargs
+    return opts
 
 
 class ObjectStore:
     """Bytes and JSON under a root URI (``file://...``, a plain path, or ``s3://bucket/prefix``)."""
 
-    def __init__(self, uri: str | Path, storage_options: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        uri: str | Path,
+        storage_options: dict[str, Any] | None = None,
+        *,
+        retry_seconds: float = 30.0,
+    ):
         import fsspec
 
         text = str(uri)
         if "://" not in text:
             text = "file://" + os.path.abspath(text)
+        elif text.startswith("file://") and not text[len("file://"):].startswith("/"):
+            # file://./runs: anchor at the working directory now, so stored URIs stay valid.
+            text = "file://" + os.path.abspath(text[len("file://"):])
         self.uri = text.rstrip("/")
         self.storage_options = dict(storage_options or {})
+        self.retry_seconds = retry_seconds
         protocol = self.uri.split("://", 1)[0]
         self.protocol = protocol
-        self.fs = fsspec.filesystem(protocol, **self.storage_options)
+        options = _s3_options(self.storage_options) if protocol in ("s3", "s3a") else self.storage_options
+        self.fs = fsspec.filesystem(protocol, **options)
         self._root = self.fs._strip_protocol(self.uri).rstrip("/")  # type: ignore[attr-defined]
         self.is_local = protocol in ("file", "local")
 
@@ -88,47 +209,126 @@ class ObjectStore:
         return Path(self.path(key)) if self.is_local else None
 
     def child(self, prefix: str) -> ObjectStore:
-        return ObjectStore(f"{self.uri}/{check_key(prefix)}", self.storage_options)
+        """A store rooted at ``prefix`` inside this one (same options)."""
+        return ObjectStore(f"{self.uri}/{check_key(prefix)}", self.storage_options, retry_seconds=self.retry_seconds)
+
+    # -- retries --------------------------------------------------------------------------
+    def _retrying(self, what: str, fn: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.2
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return fn()
+            except Exception as exc:
+                transient = is_transient(exc)
+                if not transient or time.monotonic() + delay > deadline:
+                    if transient:
+                        raise StoreUnavailableError(
+                            errno.EIO,
+                            f"store {self.uri} unreachable for {self.retry_seconds:.0f}s ({what}): {exc}",
+                        ) from exc
+                    raise
+                log.warning("store %s: %s failed (%s); retry %d in %.1fs", self.uri, what, exc, attempt, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 4.0)
 
     # -- sync API -------------------------------------------------------------------------
     def put_bytes(self, key: str, data: bytes) -> None:
+        """Publish ``data`` under ``key`` atomically (readers see all of it or nothing)."""
         path = self.path(key)
         if self.is_local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+            self._retrying(f"put {key}", lambda: self._put_local(path, data))
+        else:
+            self._retrying(f"put {key}", lambda: self.fs.pipe_file(path, data))
+
+    @staticmethod
+    def _put_local(path: str, data: bytes) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}{_TMP_MARK}{uuid.uuid4().hex}"
+        try:
             with open(tmp, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
-        else:
-            self.fs.pipe_file(path, data)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def get_bytes(self, key: str) -> bytes:
+        path = self.path(key)
         try:
-            return self.fs.cat_file(self.path(key))  # type: ignore[no-any-return]
+            return self._retrying(f"get {key}", lambda: self.fs.cat_file(path))  # type: ignore[no-any-return]
         except FileNotFoundError:
             raise FileNotFoundError(f"no object {key!r} in {self.uri}") from None
 
+    def get_bytes_or_none(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object."""
+        try:
+            return self.get_bytes(key)
+        except FileNotFoundError:
+            return None
+
     def exists(self, key: str) -> bool:
-        return bool(self.fs.exists(self.path(key)))
+        path = self.path(key)
+        return bool(self._retrying(f"exists {key}", lambda: self.fs.exists(path)))
 
     def delete(self, key: str) -> None:
-        try:
-            self.fs.rm_file(self.path(key))
-        except FileNotFoundError:
-            pass
+        path = self.path(key)
 
-    def list(self, prefix: str = "") -> list[str]:
+        def rm() -> None:
+            try:
+                self.fs.rm_file(path)
+            except FileNotFoundError:
+                pass
+
+        self._retrying(f"delete {key}", rm)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under ``prefix``; returns how many were deleted."""
+        keys = self.list(prefix)
+        if not keys:
+            return 0
+        paths = [self.path(k) for k in keys]
+        if self.is_local:
+            for p in paths:
+                with suppress(FileNotFoundError):
+                    os.unlink(p)
+        else:
+            self._retrying(f"delete {prefix}/*", lambda: self.fs.rm(paths))
+        return len(keys)
+
+    def list(self, prefix: str = "") -> Keys:
         """Keys under ``prefix`` (recursive, sorted)."""
         base = self._root if not prefix else self.path(prefix.rstrip("/"))
-        try:
-            found = self.fs.find(base)
-        except FileNotFoundError:
-            return []
+
+        def find() -> Keys:
+            try:
+                return list(self.fs.find(base))
+            except FileNotFoundError:
+                return []
+
+        found = self._retrying(f"list {prefix or '/'}", find)
         root = self._root + "/"
         out = [p[len(root):] for p in found if p.startswith(root)]
-        return sorted(k for k in out if ".tmp-" not in k)
+        return sorted(k for k in out if _TMP_MARK not in k)
+
+    def list_dir(self, prefix: str = "") -> Keys:
+        """Names of the immediate children (objects and folders) under ``prefix``, sorted."""
+        base = self._root if not prefix else self.path(prefix.rstrip("/"))
+
+        def ls() -> Keys:
+            try:
+                return list(self.fs.ls(base, detail=False))
+            except FileNotFoundError:
+                return []
+
+        found = self._retrying(f"ls {prefix or '/'}", ls)
+        names = {p.rstrip("/").rsplit("/", 1)[-1] for p in found if p.rstrip("/") != base}
+        return sorted(n for n in names if _TMP_MARK not in n)
 
     def iter_json(self, prefix: str) -> Iterator[tuple[str, Any]]:
         for key in self.list(prefix):
@@ -141,6 +341,11 @@ class ObjectStore:
     def get_json(self, key: str) -> Any:
         return json.loads(self.get_bytes(key))
 
+    def get_json_or_none(self, key: str) -> Any:
+        """The parsed object, or None when there is no such object."""
+        data = self.get_bytes_or_none(key)
+        return None if data is None else json.loads(data)
+
     def put_blob(self, data: bytes, ext: str) -> tuple[str, str]:
         """Store content-addressed bytes; returns ``(key, sha256)``. Idempotent."""
         sha = hashlib.sha256(data).hexdigest()
@@ -149,24 +354,46 @@ class ObjectStore:
             self.put_bytes(key, data)
         return key, sha
 
-    # -- async API (thread offload; fsspec backends are blocking here) ---------------------
+    # -- async API (blocking fsspec calls run on the store's thread pool) ----------------------
+    async def _offload(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(io_executor(), functools.partial(fn, *args))
+
     async def aput_bytes(self, key: str, data: bytes) -> None:
-        await asyncio.to_thread(self.put_bytes, key, data)
+        await self._offload(self.put_bytes, key, data)
 
     async def aget_bytes(self, key: str) -> bytes:
-        return await asyncio.to_thread(self.get_bytes, key)
+        return await self._offload(self.get_bytes, key)
+
+    async def aget_bytes_or_none(self, key: str) -> bytes | None:
+        return await self._offload(self.get_bytes_or_none, key)
 
     async def aexists(self, key: str) -> bool:
-        return await asyncio.to_thread(self.exists, key)
+        return await self._offload(self.exists, key)
+
+    async def adelete(self, key: str) -> None:
+        await self._offload(self.delete, key)
+
+    async def adelete_prefix(self, prefix: str) -> int:
+        return await self._offload(self.delete_prefix, prefix)
+
+    async def alist(self, prefix: str = "") -> Keys:
+        return await self._offload(self.list, prefix)
+
+    async def alist_dir(self, prefix: str = "") -> Keys:
+        return await self._offload(self.list_dir, prefix)
 
     async def aput_json(self, key: str, value: Any) -> None:
-        await asyncio.to_thread(self.put_json, key, value)
+        await self._offload(self.put_json, key, value)
 
     async def aget_json(self, key: str) -> Any:
-        return await asyncio.to_thread(self.get_json, key)
+        return await self._offload(self.get_json, key)
+
+    async def aget_json_or_none(self, key: str) -> Any:
+        return await self._offload(self.get_json_or_none, key)
 
     async def aput_blob(self, data: bytes, ext: str) -> tuple[str, str]:
-        return await asyncio.to_thread(self.put_blob, data, ext)
+        return await self._offload(self.put_blob, data, ext)
 
     def __repr__(self) -> str:
         return f"ObjectStore({self.uri!r})"

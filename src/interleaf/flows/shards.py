@@ -1,0 +1,119 @@
+"""Seed shards: splitting, content-addressed cache keys, and the ledger of finished shards.
+
+A shard's cache key is ``sha256(graph hash, shard content hash)``: the same graph over the
+same seeds gives the same key in every flow run, on every machine. Finished shards are
+recorded as ``shards/<key>.json`` in the run's own store, so a re-run - through Prefect or
+not - skips them by looking there, and deleting the run deletes the markers with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from interleaf.state import Seed
+from interleaf.storage.store import ObjectStore
+
+SHARD_PREFIX = "shards"
+
+
+def shard_content_hash(seeds: Sequence[Seed]) -> str:
+    """SHA-256 over the seeds' canonical JSON, in order (a shard is an ordered slice)."""
+    h = hashlib.sha256()
+    for seed in seeds:
+        h.update(json.dumps(seed.model_dump(mode="json"), sort_keys=True, ensure_ascii=False).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def shard_cache_key(graph_hash: str, content_hash: str) -> str:
+    """The key a finished shard is recorded under; it ignores run ids and flow-run ids on purpose."""
+    return hashlib.sha256(f"{graph_hash}\x00{content_hash}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """An ordered slice of the seeds, numbered from 0 in file order."""
+
+    index: int
+    seeds: tuple[Seed, ...]
+    content_hash: str
+
+    @classmethod
+    def of(cls, index: int, seeds: Sequence[Seed]) -> Shard:
+        return cls(index=index, seeds=tuple(seeds), content_hash=shard_content_hash(seeds))
+
+    def cache_key(self, graph_hash: str) -> str:
+        return shard_cache_key(graph_hash, self.content_hash)
+
+    @property
+    def name(self) -> str:
+        """Task-run name shown in the Prefect UI."""
+        return f"shard-{self.index:05d}"
+
+
+def iter_shards(seeds: Iterable[Seed], shard_size: int) -> Iterator[Shard]:
+    """Consecutive shards of ``shard_size`` seeds (the last may be shorter)."""
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    batch: list[Seed] = []
+    index = 0
+    for seed in seeds:
+        batch.append(seed)
+        if len(batch) == shard_size:
+            yield Shard.of(index, batch)
+            batch = []
+            index += 1
+    if batch:
+        yield Shard.of(index, batch)
+
+
+ShardStatus = Literal["done", "failed"]
+
+
+class ShardRecord(BaseModel):
+    """What is known about one shard after an attempt; ``summary`` adds up all its attempts."""
+
+    key: str
+    index: int
+    graph_hash: str
+    content_hash: str
+    seed_ids: list[str]
+    status: ShardStatus
+    attempts: int = 1
+    summary: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    finished_at: float = Field(default_factory=time.time)
+
+
+class ShardLedger:
+    """Shard records kept in a run's store under ``shards/<key>.json``."""
+
+    def __init__(self, store: ObjectStore):
+        self.store = store
+
+    @staticmethod
+    def key_path(key: str) -> str:
+        return f"{SHARD_PREFIX}/{key}.json"
+
+    def read(self, key: str) -> ShardRecord | None:
+        path = self.key_path(key)
+        if not self.store.exists(path):
+            return None
+        return ShardRecord.model_validate(self.store.get_json(path))
+
+    def is_done(self, key: str) -> bool:
+        record = self.read(key)
+        return record is not None and record.status == "done"
+
+    def write(self, record: ShardRecord) -> None:
+        self.store.put_json(self.key_path(record.key), record.model_dump(mode="json"))
+
+    def records(self) -> list[ShardRecord]:
+        return [ShardRecord.model_validate(v) for _, v in self.store.iter_json(SHARD_PREFIX)]

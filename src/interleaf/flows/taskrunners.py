@@ -1,0 +1,46 @@
+"""Where the shards of one flow run execute: threads here, or a Dask / Ray cluster.
+
+Scale-out across machines is Prefect's own: start workers on many machines against one
+work pool. Inside one flow run, shards fan out through the task runner chosen here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from interleaf.errors import InterleafError
+
+if TYPE_CHECKING:
+    from prefect.futures import PrefectFuture
+    from prefect.task_runners import TaskRunner
+
+TaskRunnerName = Literal["threads", "dask", "ray"]
+
+
+def make_task_runner(
+    name: TaskRunnerName, max_parallel: int, address: str | None = None
+) -> TaskRunner[PrefectFuture[Any]]:
+    """A fresh task runner; ``address`` is an existing Dask scheduler / Ray cluster to join."""
+    if max_parallel < 1:
+        raise InterleafError(f"max_parallel_shards must be at least 1, got {max_parallel}")
+    if name == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=max_parallel)  # type: ignore[return-value]
+    if name == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError:
+            raise InterleafError("task_runner 'dask' needs prefect-dask: pip install 'interleaf[dask]'") from None
+        if address:
+            return DaskTaskRunner(address=address)  # type: ignore[return-value]
+        return DaskTaskRunner(  # type: ignore[return-value]
+            cluster_kwargs={"n_workers": max_parallel, "threads_per_worker": 1, "processes": True}
+        )
+    if name == "ray":
+        try:
+            from prefect_ray import RayTaskRunner
+        except ImportError:
+            raise InterleafError("task_runner 'ray' needs prefect-ray: pip install prefect-ray") from None
+        return RayTaskRunner(address=address) if address else RayTaskRunner()  # type: ignore[no-any-return]
+    raise InterleafError(f"unknown task_runner {name!r} (threads, dask, ray)")

@@ -1,0 +1,59 @@
+"""prefect.yaml agrees with the flow's signature and the GPU pool's job template."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from interleaf.flows.generate import generate_flow
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "src/interleaf/flows/kubernetes_gpu_job_template.json"
+
+
+def deployments() -> dict[str, dict[str, Any]]:
+    config = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    return {d["name"]: d for d in config["deployments"]}
+
+
+def test_deployments_exist_and_point_at_the_flow() -> None:
+    deps = deployments()
+    assert set(deps) == {"local", "gpu-k8s", "nightly"}
+    for dep in deps.values():
+        path, _, name = dep["entrypoint"].partition(":")
+        assert (REPO / path).is_file() and name == "generate_flow"
+
+
+@pytest.mark.parametrize("name", ["local", "gpu-k8s", "nightly"])
+def test_parameters_are_flow_parameters(name: str) -> None:
+    accepted = set(inspect.signature(generate_flow.fn).parameters)
+    dep = deployments()[name]
+    given = set(dep.get("parameters", {}))
+    for schedule in dep.get("schedules") or []:
+        given |= set(schedule.get("parameters", {}))
+    assert given <= accepted, given - accepted
+    required = {p.name for p in inspect.signature(generate_flow.fn).parameters.values() if p.default is p.empty}
+    assert required <= set(dep.get("parameters", {}))
+
+
+def test_nightly_schedule_is_a_cron_with_parameters() -> None:
+    (schedule,) = deployments()["nightly"]["schedules"]
+    assert schedule["cron"] == "0 2 * * *" and schedule["timezone"] == "UTC" and schedule["parameters"]
+
+
+def test_gpu_job_variables_are_defined_by_the_template() -> None:
+    template = json.loads(TEMPLATE.read_text())
+    declared = set(template["variables"]["properties"])
+    used = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", json.dumps(template["job_configuration"])))
+    assert used <= declared, used - declared
+    job_variables = deployments()["gpu-k8s"]["work_pool"]["job_variables"]
+    assert set(job_variables) <= declared, set(job_variables) - declared
+    container = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "{{ gpu_count }}"
+    assert job_variables["gpu_count"] >= 1

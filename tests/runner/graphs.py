@@ -1,0 +1,48 @@
+"""Graph YAML and seed files for runner tests."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+
+def chain_graph(path: Path, counter: Path, *, steps: int = 3, delay: float = 0.03, concurrency: int = 4,
+                fail_seed: str | None = None, name: str = "counter-chain") -> Path:
+    """A linear graph of ``steps`` SlowCounter nodes that log every call to ``counter``."""
+    params = {"counter_file": str(counter), "delay": delay}
+    if fail_seed is not None:
+        params["fail_seed"] = fail_seed
+    names = [f"step{i}" for i in range(steps)]
+    lines = [f"name: {name}", f"defaults: {{concurrency: {concurrency}}}", "nodes:"]
+    for n in names:
+        lines.append(f'  {n}: {{kind: "tests.runner.kinds:SlowCounter", params: {json.dumps(params)}}}')
+    lines.append("edges:")
+    chain = ["START", *names, "END"]
+    for a, b in itertools.pairwise(chain):
+        lines.append(f"  - {{from: {a}, to: {b}}}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def seeds_file(path: Path, n: int) -> Path:
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"id": f"seed-{i:03d}", "prompt": f"question number {i}", "topic": i % 3}) + "\n")
+    return path
+
+
+def count_lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def strip_timings(value: object) -> object:
+    """Drop wall-clock fields so two runs' dialogues compare by content."""
+    if isinstance(value, dict):
+        return {k: strip_timings(v) for k, v in value.items() if k not in ("seconds", "latency_s")}
+    if isinstance(value, list):
+        return [strip_timings(v) for v in value]
+    return value
