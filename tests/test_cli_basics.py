@@ -82,3 +82,20 @@ def test_usage_errors_exit_2() -> None:
     runner = CliRunner()
     assert runner.invoke(app, ["no-such-command"]).exit_code == 2
     assert runner.invoke(app, ["validate"]).exit_code == 2
+
+
+def test_console_script_resolves_import_paths_from_the_working_directory(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "interleaf"
+    assert script.exists()
+    path = tmp_path / "local.yaml"
+    path.write_text(
+        "name: local\nnodes:\n  greet: {kind: 'tests.graphs.kinds:Shout'}\n"
+        "edges:\n  - {from: START, to: greet}\n  - {from: greet, to: END}\n",
+        encoding="utf-8",
+    )
+    ok = subprocess.run([str(script), "validate", str(path)], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    elsewhere = subprocess.run([str(script), "validate", str(path)], capture_output=True, text=True,
+                               cwd=tmp_path, timeout=60)
+    assert elsewhere.returncode == 2
+    assert elsewhere.stderr.startswith(f"error: {path}:3:") and "No module named 'tests'" in elsewhere.stderr

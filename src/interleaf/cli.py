@@ -77,7 +77,9 @@ def run(
     store: Annotated[str | None, typer.Option("--store", help="Store URI (file://..., s3://bucket/prefix).")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Dialogues in flight (default: graph defaults).")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N seeds.")] = None,
-    force_new_run: Annotated[bool, typer.Option("--force-new-run", help="Start over even if DIR holds a run of another graph.")] = False,
+    force_new_run: Annotated[
+        bool, typer.Option("--force-new-run", help="Start over even if DIR holds a run of another graph.")
+    ] = False,
     orchestrate: Annotated[bool, typer.Option("--orchestrate", help="Run through the Prefect flow.")] = False,
     shard_size: Annotated[int, typer.Option(help="Seeds per shard with --orchestrate.")] = 100,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -143,6 +145,25 @@ def view(
     except InterleafError as exc:
         raise _fail(exc) from None
     typer.echo(f"wrote {index}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[str, typer.Argument(help="Run directory (or store URI).")],
+) -> None:
+    """(Re)build the run-level reports its graph declares (tables, plots) under reports/."""
+    from interleaf.datasets.reports import write_reports
+    from interleaf.datasets.run_reader import resolve_store
+
+    try:
+        store = resolve_store(run_dir)
+        keys = write_reports(store)
+    except InterleafError as exc:
+        raise _fail(exc) from None
+    if not keys:
+        typer.echo("this run's graph declares no reports")
+    for key in keys:
+        typer.echo(store.url(key))
 
 
 @app.command()

@@ -8,7 +8,9 @@ Anything can also be named by import path ``package.module:attr``.
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
@@ -24,7 +26,7 @@ def import_object(path: str) -> Any:
         raise LookupError(f"{path!r} is not an import path of the form 'package.module:attr'")
     module_name, _, attr = path.partition(":")
     try:
-        obj: Any = importlib.import_module(module_name)
+        obj: Any = _import_module(module_name)
     except Exception as exc:  # ImportError, or any error the module raises while importing
         raise LookupError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
     for part in attr.split("."):
@@ -33,6 +35,25 @@ def import_object(path: str) -> Any:
         except AttributeError:
             raise LookupError(f"module {module_name!r} has no attribute {attr!r}") from None
     return obj
+
+
+def _import_module(name: str) -> Any:
+    """Import ``name``; as with ``python -m``, the current directory is an import root too.
+
+    The ``interleaf`` console script does not put the working directory on ``sys.path``, so
+    a project's own node kinds (``kind: my_nodes:Summarize``) would otherwise only resolve
+    under ``python -m interleaf``. The directory is appended, so it never shadows packages.
+    """
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        cwd = os.getcwd()
+        top = name.split(".")[0]
+        if exc.name != top or cwd in sys.path or "" in sys.path:
+            raise
+        sys.path.append(cwd)
+        importlib.invalidate_caches()
+        return importlib.import_module(name)
 
 
 class Registry(Generic[T]):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterable, Callable, Iterable
@@ -115,13 +116,22 @@ class RunSummary:
         return asdict(self)
 
 
+_NODE_ID = re.compile(r"\bv\d+(?:\.\d+)*\b")
+
+
+def reason_category(reason: str) -> str:
+    """A reason without its specifics (node ids, scores), so the run summary can count alike ones."""
+    head = reason.split(":", 1)[0]
+    return _NODE_ID.sub("<node>", head).strip() or "unspecified"
+
+
 def _dialogue_totals(state: DialogueState) -> RunSummary:
     out = RunSummary()
     pruned: Counter[str] = Counter()
     costs: list[float] = []
     for node in state.nodes.values():
         if node.status == "pruned":
-            pruned[node.reason or "unspecified"] += 1
+            pruned[reason_category(node.reason or "")] += 1
         for prov in node.provenance:
             for call in prov.calls:
                 if call.cached:
@@ -346,6 +356,26 @@ class Run:
         self._app = None
 
 
+def check_model_env(spec: GraphSpec, doc: YamlDocument) -> None:
+    """Refuse a run whose models reference an unset environment variable (no default), naming the
+    field, before any dialogue starts: otherwise every call of that model would fail one by one."""
+    from interleaf.graphs.spec import resolve_env
+
+    for name, model in spec.models.items():
+        for attr in ("model", "api_base", "api_key"):
+            value = getattr(model, attr)
+            if not value:
+                continue
+            try:
+                resolve_env(value)
+            except KeyError as exc:
+                var = exc.args[0]
+                raise doc.error(
+                    f"environment variable {var!r} is not set; set it, or give a default: ${{{var}:-...}}",
+                    ("models", name, attr),
+                ) from None
+
+
 def _short(text: str, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -390,6 +420,7 @@ def open_run(
     if checkpoints not in ("store", "sqlite"):
         raise InterleafError(f"checkpoints must be 'store' or 'sqlite', not {checkpoints!r}")
     spec, doc = load_graph(graph)
+    check_model_env(spec, doc)
     out_path = Path(out) if out is not None else None
     root = _resolve_root(spec, out_path, store)
     obj_store = ObjectStore(root)
@@ -469,7 +500,17 @@ def _run_plain(opts: RunOptions) -> RunSummary:
 
     summary = asyncio.run(main())
     run.record_invocation(summary, started_at=started_at, seeds_hash=scan.fingerprint)
+    write_run_reports(run)
     return summary
+
+
+def write_run_reports(run: Run) -> list[str]:
+    """Rebuild the run-level reports the graph declares (no-op when it declares none)."""
+    if not run.spec.reports:
+        return []
+    from interleaf.datasets.reports import write_reports
+
+    return write_reports(run.store)
 
 
 def run_from_cli(opts: RunOptions) -> RunSummary:

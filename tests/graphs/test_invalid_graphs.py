@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from interleaf.cli import app
 from interleaf.errors import SpecError
-from interleaf.graphs.compiler import compile_graph, load_graph
+from interleaf.graphs.compiler import builtin_graphs, compile_graph, load_graph, load_graph_text
 
 INVALID = Path(__file__).parent / "invalid"
 CASES = sorted(INVALID.glob("*.yaml"))
@@ -162,3 +164,30 @@ def test_validate_as_a_real_process(tmp_path: Path) -> None:
     assert re.match(rf"^error: {re.escape(str(bad))}:7:\d+ \[edges\.0\.to\]: edge to unknown node 'gret'", proc.stderr)
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+_BUILTIN_TEXTS = [p.read_text(encoding="utf-8") for p in builtin_graphs().values()]
+_SNIPPETS = [":", "{", "}", "[", "]", "- ", ",", "&a ", "*a", "!!str ", "!x ", "${", "\n", "\t", "  ", "#", "'", '"',
+             "<<: *a\n", "kind: x", "if: more_turns", "fan_out: prompts", "null", "END", "START", "\x07"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    base=st.sampled_from(_BUILTIN_TEXTS),
+    edits=st.lists(
+        st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 25), st.sampled_from(_SNIPPETS)),
+        min_size=1, max_size=4,
+    ),
+)
+def test_mangled_builtin_graphs_fail_only_with_located_spec_errors(
+    base: str, edits: list[tuple[float, int, str]]
+) -> None:
+    text = base
+    for where, cut, snippet in edits:
+        pos = int(where * len(text))
+        text = text[:pos] + snippet + text[pos + cut:]
+    try:
+        compile_graph(*load_graph_text(text, "mangled.yaml")).build()
+    except SpecError as err:
+        assert err.location is not None and err.location.path == "mangled.yaml"
+        assert err.location.line is not None and "\n" not in err.message

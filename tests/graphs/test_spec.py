@@ -177,3 +177,30 @@ def test_python_tags_are_never_constructed(tmp_path: pytest.TempPathFactory) -> 
     import os
 
     assert not os.path.exists(marker)
+
+
+@pytest.mark.parametrize(
+    ("api_key", "refused"),
+    [("${OPENAI_API_KEY}", False), ("${A:-}", False), (" ${A}${B} ", False), ("", False),
+     ("sk-live-123", True), ("Bearer ${TOKEN}", True), ("${A}sk-tail", True)],
+)
+def test_api_keys_must_be_environment_references(api_key: str, refused: bool) -> None:
+    text = FULL.replace('api_key: "${OPENAI_API_KEY}"', f"api_key: {api_key!r}")
+    if refused:
+        with pytest.raises(SpecError, match="api_key holds a literal value") as info:
+            load_graph_text(text, "full.yaml")
+        assert info.value.field == "models.judge.api_key" and info.value.location is not None
+        assert info.value.location.line == 11
+        assert api_key.strip() not in str(info.value)  # the error does not echo the secret
+    else:
+        load_graph_text(text, "full.yaml")
+
+
+@pytest.mark.parametrize("value", ["12345678901234", "'${sk-abcdef123456}'", "[sk-abcdef123456]"])
+def test_errors_about_secret_fields_do_not_echo_the_value(value: str) -> None:
+    text = FULL.replace('api_key: "${OPENAI_API_KEY}"', f"api_key: {value}")
+    with pytest.raises(SpecError) as info:
+        load_graph_text(text, "full.yaml")
+    assert info.value.field is not None and info.value.field.startswith("models.judge.api_key")
+    for secret in ("12345678901234", "abcdef123456"):
+        assert secret not in str(info.value)

@@ -126,3 +126,33 @@ async def test_sqlite_checkpoints_for_one_machine_runs(tmp_path: Path) -> None:
     assert not run.store.list("checkpoints")
     with pytest.raises(InterleafError, match="'store' or 'sqlite'"):
         open_run(graph, tmp_path / "out", None, checkpoints="redis")
+
+
+async def test_resume_applies_writes_saved_after_the_last_checkpoint(tmp_path: Path) -> None:
+    # A kill after a step's writes were saved but before the next checkpoint: resuming must
+    # apply those writes (not re-run the step) and run the steps after it.
+    counter = tmp_path / "calls.txt"
+    graph = chain_graph(tmp_path / "g.yaml", counter, delay=0.001)
+    seeds = seeds_file(tmp_path / "seeds.jsonl", 1)
+    run = open_run(graph, tmp_path / "out", None)
+    try:
+        await run.arun_seeds(read_seeds(seeds))
+        thread = {"configurable": {"thread_id": run.thread_id("seed-000")}}
+        saver = run._saver
+        history = [t async for t in saver.alist(thread)]
+        # Drop the checkpoints after the one where step1 was next, keeping step1's saved writes.
+        cut = next(t for t in history if t.metadata.get("step") == 1)
+        assert cut.pending_writes, "step1's writes should be stored against the checkpoint before it"
+        for t in history:
+            if t.checkpoint["id"] > cut.checkpoint["id"]:
+                run.store.delete(saver._record_key(run.thread_id("seed-000"), "", t.checkpoint["id"]))
+        run.store.delete(status_key("seed-000"))
+        run.store.delete(dialogue_key("seed-000"))
+        calls_before = count_lines(counter)
+        summary = await run.arun_seeds(read_seeds(seeds))
+    finally:
+        await run.aclose()
+    assert summary.done == 1
+    state = DialogueState.model_validate(run.store.get_json(dialogue_key("seed-000")))
+    assert sorted(state.nodes) == ["step0", "step1", "step2"]
+    assert count_lines(counter) - calls_before == 1  # step2 ran; step1's saved result was reused

@@ -152,12 +152,15 @@ def dataset_card(rows: _Rows, manifest: dict[str, Any], data_files: dict[str, st
         "## Dimensions\n\n"
         f"- per turn: {dims('turn')}\n- per dialogue: {dims('dialogue')}\n\n"
         "## Loading\n\n"
-        "```python\nimport datasets\n\npairs = datasets.load_dataset(\"<this dataset>\", \"pairs\", split=\"train\")\n```\n"
+        "```python\nimport datasets\n\n"
+        "pairs = datasets.load_dataset(\"<this dataset>\", \"pairs\", split=\"train\")\n```\n"
     )
 
 
 def export_hf(reader: RunReader, out: Path, push_to_hub: str | None = None) -> str:
     """Save the ``dialogues`` and ``pairs`` subsets under ``out``; optionally push them to the Hub."""
+    from datasets.utils import logging as ds_logging
+
     from datasets import Dataset, DatasetDict
 
     out = prepare_out_dir(out)
@@ -169,11 +172,18 @@ def export_hf(reader: RunReader, out: Path, push_to_hub: str | None = None) -> s
         "dialogues": Dataset.from_list(rows.dialogues, features=features["dialogues"]),
         "pairs": Dataset.from_list(rows.pairs, features=features["pairs"]),
     }
-    DatasetDict(subsets).save_to_disk(str(out))
     local_files = {name: f"data/{name}.parquet" for name in SUBSETS}
     (out / "data").mkdir(exist_ok=True)
-    for name, ds in subsets.items():
-        ds.to_parquet(str(out / local_files[name]))
+    # Progress bars are process-wide in datasets: silence them for this export only.
+    bars_were_on = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
+    try:
+        DatasetDict(subsets).save_to_disk(str(out))
+        for name, ds in subsets.items():
+            ds.to_parquet(str(out / local_files[name]))
+    finally:
+        if bars_were_on:
+            ds_logging.enable_progress_bar()
     manifest = reader.manifest()
     (out / "README.md").write_text(dataset_card(rows, manifest, local_files), encoding="utf-8")
     report = f"hf: {len(rows.dialogues)} dialogues, {len(rows.pairs)} pairs -> {out}"

@@ -69,8 +69,8 @@ async def shard_task(job: ShardJob, shard: Shard) -> dict[str, Any]:
 
 
 @task(name="export", cache_policy=NO_CACHE, persist_result=False)
-def export_task(run_ref: str, fmt: str, out: str) -> str | None:
-    """Export the run in ``fmt``; None when the exporter is not available."""
+def export_task(run_ref: str, fmt: str, out: str) -> str:
+    """Export the run in ``fmt``."""
     return export_outputs(run_ref, fmt, out)
 
 
@@ -122,7 +122,7 @@ def generate_flow(
         export_out: Export folder (default: <out>/export/<format>).
         force_new_run: Start over even if the run directory holds a run of another graph.
     """
-    from interleaf.runner import RunSummary
+    from interleaf.runner import RunSummary, write_run_reports
     from interleaf.seeds import read_seeds
 
     logger = get_run_logger()
@@ -192,12 +192,11 @@ def generate_flow(
         export_state = export_task(run.store.uri, export_format, target, return_state=True)
         if export_state.is_completed():
             export_note = export_state.result()
-            if export_note is None:
-                logger.warning("export step skipped: interleaf.datasets.export is not importable in this build")
         else:
             export_error = export_state.message or "export failed"
             export_note = f"{export_format} export FAILED: {export_error}"
     total.seconds = time.time() - started_at  # wall time of the flow run; shards overlap
+    write_run_reports(run)
     run.record_invocation(total, started_at=started_at, seeds_hash=run.manifest.seeds_hash)
     summary = total.to_dict()
     publish_artifacts(run.spec.name, summary, ran, skipped_shards, failed, export_note)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from interleaf.errors import Location, SpecError
 from interleaf.graphs.predicates import Predicate, predicates
-from interleaf.graphs.spec import END, START, EdgeSpec, GraphSpec, RetrySpec, env_ref_problem
+from interleaf.graphs.spec import END, START, EdgeSpec, GraphSpec, RetrySpec, env_ref_problem, without_env_refs
 from interleaf.graphs.yamlsource import YamlDocument, load_yaml_file, load_yaml_text
 from interleaf.nodes.base import NodeContext, NodeKind
 from interleaf.nodes.registry import node_kinds
@@ -103,6 +103,14 @@ def _shown(value: Any) -> str | None:
     return None
 
 
+_SECRET_WORDS = ("key", "token", "secret", "password", "credential")
+
+
+def _is_secret_field(loc: Sequence[str | int]) -> bool:
+    """Values under such fields are never echoed in error messages."""
+    return any(isinstance(p, str) and any(w in p.lower() for w in _SECRET_WORDS) for p in loc)
+
+
 def located_validation_error(
     doc: YamlDocument, exc: ValidationError, root: type[BaseModel], prefix: Sequence[str | int] = ()
 ) -> SpecError:
@@ -125,7 +133,7 @@ def located_validation_error(
     elif kind == "missing" and loc:
         msg = f"missing required field {str(loc[-1])!r}"
     else:
-        got = _shown(first.get("input"))
+        got = None if _is_secret_field([*prefix, *loc]) else _shown(first.get("input"))
         if got is not None and kind not in ("value_error", "assertion_error"):
             msg += f", got {got}"
     more = len(errors) - 1
@@ -153,14 +161,15 @@ def parse_spec(doc: YamlDocument) -> GraphSpec:
     for loc, text in _walk_strings(doc.data):
         problem = env_ref_problem(text)
         if problem is not None:
+            if _is_secret_field(loc):
+                problem = "malformed environment reference: write ${NAME} or ${NAME:-default}"
             raise doc.error(problem, loc)
     try:
         spec = GraphSpec.model_validate(doc.data)
     except ValidationError as exc:
         raise located_validation_error(doc, exc, GraphSpec) from None
     for name, model in spec.models.items():
-        key = model.api_key
-        if key and key.replace(" ", "") and not key.strip().startswith("${"):
+        if model.api_key and without_env_refs(model.api_key).strip():
             raise doc.error(
                 "api_key holds a literal value: reference an environment variable instead "
                 "(api_key: ${MY_API_KEY}) so the key is never written out with the graph",

@@ -40,6 +40,11 @@ def env_refs(value: str) -> list[str]:
     return [m.group(1) for m in _ENV_REF.finditer(value)]
 
 
+def without_env_refs(value: str) -> str:
+    """``value`` with every ``${...}`` reference removed (what would be literal text)."""
+    return _ENV_REF.sub("", value)
+
+
 def env_ref_problem(value: str) -> str | None:
     """Why a ``${...}`` in ``value`` is not a valid reference, or None when all are valid."""
     start = value.find("${")
@@ -67,7 +72,11 @@ class ModelSpec(_Spec):
 
     model: str = Field(description="litellm model string, e.g. openai/gpt-4o or hosted_vllm/qwen.")
     api_base: str | None = None
-    api_key: str | None = Field(default=None, description="Usually ${SOME_ENV_VAR}; resolved per call.")
+    api_key: str | None = Field(
+        default=None,
+        description="An environment reference such as ${OPENAI_API_KEY}, resolved per call; a literal key is "
+        "refused by the compiler so it is never written out with the graph.",
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="Completion params (temperature, ...).")
     max_concurrency: int = Field(default=16, ge=1, le=10_000)
     timeout: float = Field(default=120.0, gt=0)

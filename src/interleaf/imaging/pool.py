@@ -165,7 +165,12 @@ class PipelinePool:
     def _load(self, key: PipelineKey) -> Any:
         import torch
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image, DiffusionPipeline
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
 
+        # Loading bars would interleave with the run's own progress output on stderr.
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
         auto = {"text2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image}
         sibling = self._sibling(key)
         try:

@@ -1,0 +1,278 @@
+"""Engine overhead: the run engine vs a hand-written asyncio + httpx loop, same calls, same run.
+
+    python bench/engine_bench.py                    # N=500, latency 1 s, concurrency 64
+    python bench/engine_bench.py --quick            # N=16, latency 0.05 s (smoke run)
+    python bench/engine_bench.py --seeds 200 --phases text,plain
+
+Phases, back to back in one process and one event loop (the simulator runs in a child
+process so its CPU is not counted):
+
+``text``   the engine on ``graphs/engine-2turn-text.yaml`` (2 turns, k=2, no image tools):
+           pure engine overhead. The simulator records every request body.
+``plain``  a hand-written loop: per dialogue, the same waves of calls the graph makes
+           (expand; k answers; k judges; follow-up; k answers; k judges; global judges),
+           replaying the bodies the engine sent, through one ``httpx.AsyncClient``, with the
+           same number of dialogues in flight.
+``images`` the engine on ``graphs/engine-2turn.yaml`` (the same graph with generate/edit image
+           tools on tiny random-weight pipelines, 64x64, 2 steps). Image CPU and wall time are
+           measured around each pipeline call and reported apart from the engine's own.
+
+CPU per call is this process's user+system CPU during the phase divided by the model calls
+the simulator answered (image CPU excluded, litellm included). torch runs on one thread so
+the image CPU is the pipeline-calling thread's own clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchkit import GRAPHS, cpu_seconds, machine, point_models_at, write_seeds
+from simprocess import SimProcess
+
+
+@dataclass
+class Phase:
+    label: str
+    dialogues: int
+    seconds: float
+    cpu_s: float
+    calls: int
+    peak_in_flight: int
+    by_model: dict[str, int] = field(default_factory=dict)
+    failed: int = 0
+    image_wall_s: float = 0.0
+    image_cpu_s: float = 0.0
+    images: int = 0
+
+    @property
+    def per_second(self) -> float:
+        return self.dialogues / self.seconds
+
+    @property
+    def engine_cpu_ms_per_call(self) -> float:
+        return 1000 * (self.cpu_s - self.image_cpu_s) / max(1, self.calls)
+
+    def line(self) -> str:
+        text = (f"{self.label:<22} {self.dialogues:>5} dialogues {self.seconds:8.2f} s  {self.per_second:7.2f} dialogues/s  "
+                f"{self.calls:>6} calls  {self.calls / self.seconds:7.1f} calls/s  peak {self.peak_in_flight:>4} in flight  "
+                f"CPU {self.cpu_s:6.1f} s = {self.engine_cpu_ms_per_call:5.2f} ms/call")
+        if self.images:
+            text += (f" (excl. images)\n{'':<22} {self.images} images, pipeline wall {self.image_wall_s:.1f} s, "
+                     f"image CPU {self.image_cpu_s:.1f} s")
+        if self.failed:
+            text += f"  ({self.failed} dialogues failed)"
+        return text
+
+
+class ImageClock:
+    """Wall and thread-CPU seconds spent inside diffusers pipeline calls (patched in for the bench)."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+        self.images = 0
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        import interleaf.imaging.execution as execution
+
+        inner = execution._call
+
+        def timed(loaded: Any, jobs: list[Any], images: list[Any]) -> Any:
+            w0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return inner(loaded, jobs, images)
+            finally:
+                with self._lock:
+                    self.wall += time.perf_counter() - w0
+                    self.cpu += time.thread_time() - c0
+                    self.images += len(jobs)
+
+        execution._call = timed  # type: ignore[assignment]
+
+
+async def run_engine(label: str, graph: Path, seeds: Path, work: Path, sim: SimProcess, concurrency: int,
+                     clock: ImageClock | None = None) -> Phase:
+    from interleaf.runner import open_run
+    from interleaf.seeds import read_seeds
+
+    run = open_run(graph, work / label, None, seeds_path=seeds, concurrency=concurrency)
+    sim.reset()
+    before = (clock.wall, clock.cpu, clock.images) if clock else (0.0, 0.0, 0)
+    try:
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        summary = await run.arun_seeds(read_seeds(seeds), concurrency=concurrency)
+        seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+    finally:
+        await run.aclose()
+    stats = sim.stats()
+    phase = Phase(label, summary.done + summary.failed, seconds, cpu, stats["requests"], stats["peak"],
+                  stats["by_model"], summary.failed)
+    if clock:
+        phase.image_wall_s = clock.wall - before[0]
+        phase.image_cpu_s = clock.cpu - before[1]
+        phase.images = clock.images - before[2]
+    return phase
+
+
+def dialogue_waves(by_model: dict[str, int], dialogues: int) -> list[tuple[str, int]]:
+    """The calls one dialogue of the 2-turn graph makes, as (model, parallel calls) waves in order.
+
+    Derived from the per-model totals the engine's run made, so the loop makes the same calls.
+    """
+    per = {m: n / dialogues for m, n in by_model.items()}
+    turns = round(per.get("bench-user", 0)) + 1
+    k = round(per.get("bench-assistant", 0) / turns)
+    rate = round(per.get("bench-judge", 0) - k * turns)
+    waves: list[tuple[str, int]] = [("bench-expand", round(per.get("bench-expand", 0)))]
+    for turn in range(turns):
+        waves += [("bench-assistant", k), ("bench-judge", k)]
+        if turn < turns - 1:
+            waves.append(("bench-user", 1))
+    waves.append(("bench-judge", rate))
+    return [(m, n) for m, n in waves if n > 0]
+
+
+async def run_plain(sim: SimProcess, bodies: list[dict[str, Any]], dialogues: int, concurrency: int) -> Phase:
+    import httpx
+
+    pools: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for body in bodies:
+        pools[body["model"]].append(body)
+    waves = dialogue_waves({m: len(b) for m, b in pools.items()}, dialogues)
+    cursor: Counter[str] = Counter()
+
+    def next_body(model: str) -> dict[str, Any]:
+        pool = pools[model]
+        body = pool[cursor[model] % len(pool)]
+        cursor[model] += 1
+        return body
+
+    limits = httpx.Limits(max_connections=4 * concurrency, max_keepalive_connections=4 * concurrency)
+    gate = asyncio.Semaphore(concurrency)
+    sim.reset()
+    async with httpx.AsyncClient(base_url=sim.base_url, limits=limits, timeout=120,
+                                 headers={"Authorization": "Bearer sk-bench-local"}) as client:
+
+        async def call(model: str) -> str:
+            response = await client.post("/chat/completions", json=next_body(model))
+            response.raise_for_status()
+            return str(response.json()["choices"][0]["message"]["content"])
+
+        async def dialogue() -> None:
+            async with gate:
+                for model, width in waves:
+                    await asyncio.gather(*(call(model) for _ in range(width)))
+
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        await asyncio.gather(*(dialogue() for _ in range(dialogues)))
+        seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+    stats = sim.stats()
+    return Phase("plain asyncio+httpx", dialogues, seconds, cpu, stats["requests"], stats["peak"], stats["by_model"])
+
+
+def ideal_seconds(phase: Phase, latency: float, concurrency: int, waves: int) -> tuple[float, float]:
+    """(issue's bound: calls x latency / concurrency + image time, wave bound: critical path per dialogue)."""
+    calls_bound = phase.calls * latency / concurrency + phase.image_wall_s
+    wave_bound = phase.dialogues / concurrency * waves * latency + phase.image_wall_s
+    return calls_bound, wave_bound
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=None, help="dialogues per phase (default 500, quick 16)")
+    parser.add_argument("--image-seeds", type=int, default=None,
+                        help="dialogues in the images phase (default: --seeds)")
+    parser.add_argument("--latency", type=float, default=None, help="simulated seconds a call (default 1.0)")
+    parser.add_argument("--concurrency", type=int, default=64, help="dialogues in flight")
+    parser.add_argument("--phases", default="text,plain,images", help="comma list of text, plain, images")
+    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    args = parser.parse_args(argv)
+    seeds_n = args.seeds or (16 if args.quick else 500)
+    image_n = args.image_seeds or seeds_n
+    latency = args.latency if args.latency is not None else (0.05 if args.quick else 1.0)
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    if "plain" in phases and "text" not in phases:
+        parser.error("the plain loop replays the calls of the text phase: add 'text' to --phases")
+
+    import torch
+
+    torch.set_num_threads(1)
+    print(f"machine: {machine()}")
+    print(f"workload: {seeds_n} dialogues (images phase {image_n}), latency {latency} s, "
+          f"concurrency {args.concurrency} dialogues")
+    results: dict[str, Phase] = {}
+    with tempfile.TemporaryDirectory(prefix="interleaf-engine-bench-") as tmp, SimProcess(latency, record=True) as sim:
+        work = Path(tmp)
+        point_models_at(sim.base_url)
+        seeds = write_seeds(work / "seeds.jsonl", seeds_n)
+        clock = ImageClock()
+        if "images" in phases:
+            import os
+
+            from interleaf.testing.tiny_pipelines import ensure_tiny_pipeline
+
+            models = Path(tempfile.gettempdir()) / "interleaf-bench-models"
+            os.environ["INTERLEAF_T2I_MODEL"] = str(ensure_tiny_pipeline(models, "text2img"))
+            os.environ["INTERLEAF_EDIT_MODEL"] = str(ensure_tiny_pipeline(models, "instruct_pix2pix"))
+            clock.install()
+        # Warm-up: imports, litellm's first-call setup, pipeline loading; not measured.
+        warm_seeds = write_seeds(work / "warm.jsonl", 2)
+        await run_engine("warm-up", GRAPHS / ("engine-2turn.yaml" if "images" in phases else "engine-2turn-text.yaml"),
+                         warm_seeds, work, sim, args.concurrency, clock)
+        if "text" in phases:
+            results["text"] = await run_engine("engine (text)", GRAPHS / "engine-2turn-text.yaml", seeds, work, sim,
+                                               args.concurrency)
+            print(results["text"].line(), flush=True)
+            bodies = sim.bodies()
+        if "plain" in phases:
+            results["plain"] = await run_plain(sim, bodies, seeds_n, args.concurrency)
+            print(results["plain"].line(), flush=True)
+        if "images" in phases:
+            image_seeds = write_seeds(work / "image-seeds.jsonl", image_n)
+            results["images"] = await run_engine("engine (images)", GRAPHS / "engine-2turn.yaml", image_seeds, work,
+                                                 sim, args.concurrency, clock)
+            print(results["images"].line(), flush=True)
+
+    print("\n== figures")
+    text = results.get("text")
+    if text:
+        waves = dialogue_waves(text.by_model, text.dialogues)
+        calls_bound, wave_bound = ideal_seconds(text, latency, args.concurrency, len(waves))
+        print(f"calls per dialogue: {text.calls / text.dialogues:.1f} in {len(waves)} waves {waves}")
+        print(f"engine (text): {text.per_second:.2f} dialogues/s; ideal bound ratio {calls_bound / text.seconds:.2f} "
+              f"(calls x latency / concurrency), {wave_bound / text.seconds:.2f} (waves x latency x N / concurrency)")
+        verdict = "met" if text.engine_cpu_ms_per_call <= 10 else "MISSED"
+        print(f"engine CPU per call: {text.engine_cpu_ms_per_call:.2f} ms (target <= 10 ms: {verdict})")
+    plain = results.get("plain")
+    if text and plain:
+        ratio = text.per_second / plain.per_second
+        same = "same" if plain.by_model == text.by_model else f"DIFFERENT: {plain.by_model} vs {text.by_model}"
+        print(f"plain loop: {plain.per_second:.2f} dialogues/s, CPU {plain.engine_cpu_ms_per_call:.2f} ms/call "
+              f"({same} calls per model)")
+        verdict = "met" if ratio >= 0.9 else "MISSED"
+        print(f"engine / plain loop: {ratio:.2f} (target >= 0.9 at concurrency {args.concurrency}: {verdict})")
+    images = results.get("images")
+    if images:
+        waves = dialogue_waves(images.by_model, images.dialogues)
+        calls_bound, wave_bound = ideal_seconds(images, latency, args.concurrency, len(waves))
+        print(f"engine (images): {images.per_second:.2f} dialogues/s; {images.images} images "
+              f"({images.image_wall_s:.1f} s pipeline wall); ideal bound ratio {calls_bound / images.seconds:.2f} "
+              f"(calls x latency / concurrency + image time), {wave_bound / images.seconds:.2f} (wave bound + image time)")
+        print(f"engine CPU per call (images phase, image CPU excluded): {images.engine_cpu_ms_per_call:.2f} ms")
+    if results:
+        print(f"load after: {machine().rsplit('load ', 1)[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
