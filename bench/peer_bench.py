@@ -59,13 +59,14 @@ def ensure_peer() -> tuple[Path | None, str]:
     """The distilabel venv's python, or None and why not."""
     python = PEER_VENV / "bin" / "python"
     if python.exists():
-        probe = subprocess.run([str(python), "-c", "import distilabel; print(distilabel.__version__)"],
-                               capture_output=True, text=True)
+        check = "import distilabel, openai, requests; print(distilabel.__version__)"
+        probe = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
         if probe.returncode == 0:
             return python, f"distilabel {probe.stdout.strip()} (cached venv {PEER_VENV})"
     print(f"installing {PEER_SPEC} into {PEER_VENV} (one-off) ...", flush=True)
+    # distilabel 1.5.3 imports requests without declaring it as a dependency.
     steps = [[sys.executable, "-m", "venv", str(PEER_VENV)],
-             [str(python), "-m", "pip", "install", "-q", PEER_SPEC, "openai"]]
+             [str(python), "-m", "pip", "install", "-q", PEER_SPEC, "openai", "requests"]]
     for step in steps:
         done = subprocess.run(step, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:

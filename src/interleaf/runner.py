@@ -222,7 +222,13 @@ class Run:
                 else:
                     from interleaf.storage.checkpoint import ObjectStoreSaver
 
-                    self._saver = ObjectStoreSaver(self.store)
+                    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+                    from interleaf.state import CHECKPOINT_TYPES
+
+                    # Strict: a checkpoint can only rebuild our own state classes, never arbitrary types.
+                    serde = JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINT_TYPES)
+                    self._saver = ObjectStoreSaver(self.store, serde=serde)
                 self._app = self.compiled.build(checkpointer=self._saver)
         return self._app
 

@@ -303,3 +303,9 @@ class DialogueState(_Model):
 
 #: State fields a run starts with; every other field must be written by some node.
 INITIAL_FIELDS: frozenset[str] = frozenset({"seed"})
+
+#: Every model class that can appear in a checkpoint; checkpoint deserialisation allows these only.
+CHECKPOINT_TYPES: tuple[type[BaseModel], ...] = (
+    ImageRef, TextPart, ImagePart, Message, ModelCall, ToolCall, Provenance, Score, TreeNode,
+    Seed, Prompt, CandidateTask, PreferencePair, DialogueState,
+)

@@ -71,12 +71,11 @@ def assert_located_error(result: CliResult, *, path: str, line: int | None, fiel
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout, shown
     assert "\n\n" not in err, f"more than one paragraph:\n{err}"
     assert len(err) < 4000, f"an error paragraph of {len(err)} characters"
-    place = f"{path}:{line}" if line is not None else f"{path}:"
+    place = f"{path}:{line}" if line is not None else path
     assert place in err, f"{place!r} not named in:\n{err}"
-    if line is not None:
-        # ``path:line`` is followed by ``:column``, `` [field]`` or ``:``, never more digits.
-        after = err[err.index(place) + len(place)]
-        assert not after.isdigit(), err
+    # ``path[:line]`` is followed by ``:column``, `` [field]`` or ``:``, never more of a number or name.
+    after = err[err.index(place) + len(place)]
+    assert after in ": ", err
     if field is not None:
         assert f"[{field}" in err, f"field {field!r} not named in:\n{err}"
     assert fragment in err, f"{fragment!r} not in:\n{err}"

@@ -3,7 +3,6 @@ the file, line and field, before any model is called."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -44,9 +43,7 @@ def _generated(tmp_path: Path) -> list[tuple[Path, int | None, str]]:
         "latin1.yaml": (valid.replace(b"name: faults-base", "name: caf\u00e9".encode("latin-1")), 1,
                         "not valid UTF-8"),
         "huge_file.yaml": (valid + b"# " + b"x" * (2 << 20) + b"\n", None, "too large"),
-        "huge_description.yaml": (valid.replace(b"description: A small", b"description: " + b"y" * 900_000), None,
-                                  ""),
-        "deep_nesting.yaml": (valid + b"extra: " + b"[" * 5000 + b"]" * 5000 + b"\n", None, "nested"),
+        "deep_nesting.yaml": (valid + b"extra: " + b"[" * 100 + b"]" * 100 + b"\n", 83, "nested more than"),
     }
     out = []
     for name, (data, line, fragment) in cases.items():
@@ -70,7 +67,6 @@ def test_real_command_exits_2_without_traceback(tmp_path: Path, sim: Simulator) 
     seeds = good_seeds(tmp_path / "seeds.jsonl")
     env = subprocess_env({SIM_BASE_VAR: sim.base_url})
     env.pop("FAULTS_UNSET_API_KEY", None)
-    assert SIM_BASE_VAR not in os.environ or os.environ[SIM_BASE_VAR] != sim.base_url or True
     commands = [["run", str(c.path), "--seeds", str(seeds), "--out", str(tmp_path / c.id), "--quiet"] for c in picked]
     commands.append(["validate", str(BAD_GRAPHS / "edge_unknown_target.yaml")])
     results = run_many(commands, env)

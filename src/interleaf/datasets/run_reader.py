@@ -52,14 +52,18 @@ class RunTotals:
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float = 0.0
+    cost: float | None = None  # None while no call had a known price (unknown models are not free)
     seconds: float = 0.0
+
+    def add_cost(self, cost: float | None) -> None:
+        if cost is not None:
+            self.cost = (self.cost or 0.0) + cost
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "dialogues": self.dialogues, "done": self.done, "failed": self.failed, "calls": self.calls,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "cost": round(self.cost, 6), "seconds": round(self.seconds, 3),
+            "cost": None if self.cost is None else round(self.cost, 6), "seconds": round(self.seconds, 3),
         }
 
 
@@ -190,7 +194,7 @@ class RunReader:
                     totals.calls += 1
                     totals.prompt_tokens += call.prompt_tokens or 0
                     totals.completion_tokens += call.completion_tokens or 0
-                    totals.cost += call.cost or 0.0
+                    totals.add_cost(call.cost)
                 if status is not None:
                     totals.seconds += float(status.get("seconds") or 0.0)
                 else:
@@ -217,7 +221,8 @@ def _add_status(totals: RunTotals, status: dict[str, Any]) -> None:
     totals.calls += int(status.get("calls") or 0)
     totals.prompt_tokens += int(status.get("prompt_tokens") or 0)
     totals.completion_tokens += int(status.get("completion_tokens") or 0)
-    totals.cost += float(status.get("cost") or 0.0)
+    cost = status.get("cost")
+    totals.add_cost(None if cost is None else float(cost))
     totals.seconds += float(status.get("seconds") or 0.0)
 
 

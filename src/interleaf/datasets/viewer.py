@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ def _node(node: TreeNode, state: DialogueState, leaves: set[str], images: ImageF
         "follow_up": _parts(node.follow_up, images), "scores": _scores(node.scores),
         "dialogue_scores": _scores(state.dialogue_scores.get(node.id, {})), "leaf": node.id in leaves,
         "calls": len(calls), "tokens": sum((c.prompt_tokens or 0) + (c.completion_tokens or 0) for c in calls),
-        "cost": sum(c.cost or 0.0 for c in calls),
+        "cost": _known_sum(c.cost for c in calls),
     }
 
 
@@ -109,3 +110,9 @@ def render_run(run_dir: str, out: Path) -> Path:
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
+
+
+def _known_sum(values: Iterable[float | None]) -> float | None:
+    """Sum of the known values; None when none is known (an unpriced model is not free)."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None

@@ -83,6 +83,19 @@ def is_local_model(model: str) -> bool:
     return Path(model).expanduser().is_dir()
 
 
+def quiet_library_output() -> None:
+    """Silence diffusers/transformers loading bars and backend notices.
+
+    They would interleave with the run's own progress output on stderr; real errors still raise.
+    """
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+
+
 class PipelinePool:
     """Thread-safe table of loaded pipelines; use :func:`pipeline_pool` for the process's one."""
 
@@ -165,12 +178,8 @@ class PipelinePool:
     def _load(self, key: PipelineKey) -> Any:
         import torch
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image, DiffusionPipeline
-        from diffusers.utils import logging as diffusers_logging
-        from transformers.utils import logging as transformers_logging
 
-        # Loading bars would interleave with the run's own progress output on stderr.
-        diffusers_logging.disable_progress_bar()
-        transformers_logging.disable_progress_bar()
+        quiet_library_output()
         auto = {"text2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image}
         sibling = self._sibling(key)
         try:

@@ -70,16 +70,20 @@ def render_line(dim: str, reason: str, score: float) -> str:
     return f"[[{dim}, {clean}, \\boxed{{{value}}}]]"
 
 
+def _dim_key(name: str) -> str:
+    """Dimension names compare case-, space- and hyphen-insensitively (``Image-Quality`` = ``image_quality``)."""
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
 def parse_judge_output(text: str, dims: list[DimensionScale]) -> JudgeParse:
     """Parse judge text for ``dims``. Never raises; unknown dimensions are ignored."""
     result = JudgeParse()
     if not isinstance(text, str):
         result.missing = [d.name for d in dims]
         return result
-    wanted = {d.name.lower(): d for d in dims}
+    wanted = {_dim_key(d.name): d for d in dims}
     for m in _LINE.finditer(text):
-        key = m["dim"].strip().lower().replace(" ", "_").replace("-", "_")
-        dim = wanted.get(key)
+        dim = wanted.get(_dim_key(m["dim"]))
         if dim is None or dim.name in result.scores:
             continue
         try:
@@ -87,8 +91,12 @@ def parse_judge_output(text: str, dims: list[DimensionScale]) -> JudgeParse:
         except ValueError:
             continue
         if not (dim.low <= value <= dim.high):
-            result.out_of_range.append(dim.name)
+            if dim.name not in result.out_of_range:
+                result.out_of_range.append(dim.name)
             continue
+        # A later in-range line for the same dimension wins over an earlier out-of-range one.
+        if dim.name in result.out_of_range:
+            result.out_of_range.remove(dim.name)
         result.scores[dim.name] = (value, m["reason"].strip())
     result.missing = [d.name for d in dims if d.name not in result.scores and d.name not in result.out_of_range]
     return result

@@ -148,6 +148,9 @@ def build_tiny_img2img() -> Any:
 
 def save_tiny_pipeline(folder: str | os.PathLike[str], kind: TinyKind = "text2img") -> Path:
     """Build a tiny pipeline and ``save_pretrained`` it into ``folder``; returns the folder."""
+    from interleaf.imaging.pool import quiet_library_output
+
+    quiet_library_output()
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
     build_tiny_pipeline(kind).save_pretrained(str(target), safe_serialization=True)

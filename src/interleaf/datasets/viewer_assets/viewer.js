@@ -34,7 +34,7 @@
     const t = data.totals;
     const stats = [
       ["dialogues", fmt(t.dialogues)], ["calls", fmt(t.calls)],
-      ["tokens", fmt(t.prompt_tokens + t.completion_tokens)], ["cost", "$" + fmt(t.cost, 4)],
+      ["tokens", fmt(t.prompt_tokens + t.completion_tokens)], ["cost", t.cost === null ? "unknown" : "$" + fmt(t.cost, 4)],
       ["time", fmt(t.seconds, 1) + " s"], ["alive", fmt(data.counts.alive)], ["pruned", fmt(data.counts.pruned)],
       ["failed", fmt(data.counts.failed)],
       ["pairs", fmt(data.counts.pairs)],
@@ -143,7 +143,7 @@
       el("span", { class: `badge ${node.status}`, text: node.status }),
       el("span", { class: "badge", text: `candidate ${node.candidate}` }),
       node.model ? el("span", { class: "badge", text: node.model }) : null,
-      el("span", { class: "badge", text: `${node.calls} calls · ${fmt(node.tokens)} tokens · $${fmt(node.cost, 4)}` })));
+      el("span", { class: "badge", text: `${node.calls} calls · ${fmt(node.tokens)} tokens · ${node.cost === null ? "cost unknown" : "$" + fmt(node.cost, 4)}` })));
     if (node.status !== "alive") panel.append(el("div", { class: `reason ${node.status}`, text: `${node.status}: ${node.reason || "no reason recorded"}` }));
     const earlier = pathTo(seed, node.id).slice(0, -1);
     if (earlier.length) {
