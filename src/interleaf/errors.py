@@ -10,7 +10,7 @@ class InterleafError(Exception):
 class Location:
     """A place in an input file: ``path:line:column`` (1-based), any part optional."""
 
-    __slots__ = ("path", "line", "column")
+    __slots__ = ("column", "line", "path")
 
     def __init__(self, path: str | None, line: int | None = None, column: int | None = None):
         self.path = path

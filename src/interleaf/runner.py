@@ -220,11 +220,10 @@ class Run:
                     self._saver_cm = AsyncSqliteSaver.from_conn_string(str(local))
                     self._saver = await self._saver_cm.__aenter__()
                 else:
-                    from interleaf.storage.checkpoint import ObjectStoreSaver
-
                     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
                     from interleaf.state import CHECKPOINT_TYPES
+                    from interleaf.storage.checkpoint import ObjectStoreSaver
 
                     # Strict: a checkpoint can only rebuild our own state classes, never arbitrary types.
                     serde = JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINT_TYPES)

@@ -594,7 +594,11 @@ def serve_forever(port: int = 8765, latency: float = 0.0, fault_rate: float = 0.
     """Run the simulator in the foreground until interrupted (the ``interleaf sim`` command)."""
     sim = Simulator(port=port, latency=latency, fault_rate=fault_rate, seed=seed).start()
     print(f"interleaf simulator at {sim.base_url} (Ctrl-C to stop)", flush=True)
-    print(f"  point a model at it:  model: openai/assistant   api_base: {sim.base_url}   api_key: ${{SIM_API_KEY}}  (any value)", flush=True)
+    print(
+        f"  point a model at it:  model: openai/assistant   api_base: {sim.base_url}"
+        "   api_key: ${SIM_API_KEY}  (any value)",
+        flush=True,
+    )
     try:
         while True:
             time.sleep(3600)
