@@ -21,7 +21,7 @@ def _run(script: str, *args: str, timeout: float = 60) -> str:
 
 @pytest.mark.timeout(90)
 def test_engine_bench_compares_engine_and_plain_loop_on_the_same_calls() -> None:
-    out = _run("engine_bench.py", "--quick", "--seeds", "4", "--phases", "text,plain")
+    out = _run("engine_bench.py", "--quick", "--seeds", "2", "--phases", "text,plain")
     assert "(same calls per model)" in out
     ratio = re.search(r"engine / plain httpx loop: (\d+\.\d+)", out)
     cpu = re.search(r"engine CPU per call: (\d+\.\d+) ms", out)
@@ -31,8 +31,8 @@ def test_engine_bench_compares_engine_and_plain_loop_on_the_same_calls() -> None
 
 @pytest.mark.timeout(60)
 def test_peer_bench_runs_interleaf_and_explains_a_skipped_peer() -> None:
-    out = _run("peer_bench.py", "--quick", "--seeds", "8")
-    assert re.search(r"interleaf\s+8 done", out)
+    out = _run("peer_bench.py", "--quick", "--seeds", "4")
+    assert re.search(r"interleaf\s+4 done", out)
     assert "distilabel  skipped: not requested" in out
 
 
