@@ -247,15 +247,17 @@ class Run:
         app = await self._ensure_app()
         width = max(1, concurrency or self.default_concurrency)
         started = time.perf_counter()
-        totals: list[RunSummary] = []
+        # Merged as dialogues finish, so memory stays flat however many seeds stream through.
+        summary = RunSummary()
         gate = asyncio.Semaphore(width)
         tasks: set[asyncio.Task[None]] = set()
         seen: set[str] = set()
 
         async def one(seed: Seed) -> None:
+            nonlocal summary
             try:
                 part = await self._run_dialogue(app, seed)
-                totals.append(part)
+                summary = summary.merge(part)
                 if on_done is not None:
                     outcome = "done" if part.done else "failed" if part.failed else "skipped"
                     result = on_done(seed.id, outcome)
@@ -284,9 +286,6 @@ class Run:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        summary = RunSummary()
-        for part in totals:
-            summary = summary.merge(part)
         summary.seconds = time.perf_counter() - started
         return summary
 

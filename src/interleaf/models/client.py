@@ -292,9 +292,9 @@ class ModelClient:
                 delay = self.backoff.delay(attempts - 1, self._rng, floor=_retry_after(exc))
                 log.debug("model %s attempt %d failed (%s); retrying in %.2fs", self.name, attempts, reason, delay)
                 await asyncio.sleep(delay)
-        return self._completion(response, attempts, time.perf_counter() - started)
+        return self._completion(response, request["model"], attempts, time.perf_counter() - started)
 
-    def _completion(self, response: Any, attempts: int, seconds: float) -> Completion:
+    def _completion(self, response: Any, provider_model: str, attempts: int, seconds: float) -> Completion:
         choice = response.choices[0]
         message = choice.message
         calls = [
@@ -313,7 +313,7 @@ class ModelClient:
         cost = hidden.get("response_cost")
         call = ModelCall(
             model=self.name,
-            provider_model=self.spec.model,
+            provider_model=provider_model,
             prompt_tokens=getattr(usage, "prompt_tokens", None),
             completion_tokens=getattr(usage, "completion_tokens", None),
             cost=float(cost) if isinstance(cost, (int, float)) else None,
