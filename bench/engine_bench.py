@@ -120,18 +120,19 @@ async def run_engine(label: str, graph: Path, seeds: Path, work: Path, sim: SimP
     from interleaf.runner import open_run
     from interleaf.seeds import read_seeds
 
-    run = open_run(graph, work / label, None, seeds_path=seeds, concurrency=concurrency)
+    run = open_run(graph, work / label, seeds_path=seeds, concurrency=concurrency)
     sim.reset()
     before = (clock.wall, clock.cpu, clock.images) if clock else (0.0, 0.0, 0)
     try:
         cpu0, t0 = cpu_seconds(), time.perf_counter()
-        summary = await run.arun_seeds(read_seeds(seeds), concurrency=concurrency)
+        totals = await run.arun_seeds(read_seeds(seeds), concurrency=concurrency)
         seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     finally:
         await run.aclose()
+        run.release()
     stats = sim.stats()
-    phase = Phase(label, summary.done + summary.failed, seconds, cpu, stats["requests"], stats["peak"],
-                  stats["by_model"], summary.failed)
+    phase = Phase(label, totals.done + totals.failed, seconds, cpu, stats["requests"], stats["peak"],
+                  stats["by_model"], totals.failed)
     if clock:
         phase.image_wall_s = clock.wall - before[0]
         phase.image_cpu_s = clock.cpu - before[1]

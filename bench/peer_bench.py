@@ -43,7 +43,7 @@ base_url, seeds_path, concurrency = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rows = [{"instruction": json.loads(line)["prompt"]} for line in open(seeds_path)]
 with Pipeline(name="interleaf-peer-bench") as pipeline:
     load = LoadDataFromDicts(data=rows, batch_size=concurrency)
-    llm = OpenAILLM(model="bench-expand", base_url=base_url, api_key="sk-bench-local", max_retries=0, timeout=120)
+    llm = OpenAILLM(model="bench-assistant", base_url=base_url, api_key="sk-bench-local", max_retries=0, timeout=120)
     generate = TextGeneration(llm=llm, input_batch_size=concurrency, add_raw_output=False, add_raw_input=False)
     load >> generate
 t0 = time.perf_counter()
@@ -80,20 +80,22 @@ async def run_interleaf(seeds: Path, work: Path, sim: SimProcess, concurrency: i
 
     graph = GRAPHS / "single-step.yaml"
     warm = write_seeds(work / "warm.jsonl", 2)
-    run = open_run(graph, work / "warm", None, concurrency=concurrency)
+    run = open_run(graph, work / "warm", concurrency=concurrency)
     try:
         await run.arun_seeds(read_seeds(warm), concurrency=concurrency)
     finally:
         await run.aclose()
-    run = open_run(graph, work / "interleaf", None, seeds_path=seeds, concurrency=concurrency)
+        run.release()
+    run = open_run(graph, work / "interleaf", seeds_path=seeds, concurrency=concurrency)
     sim.reset()
     try:
         cpu0, t0 = cpu_seconds(), time.perf_counter()
-        summary = await run.arun_seeds(read_seeds(seeds), concurrency=concurrency)
+        totals = await run.arun_seeds(read_seeds(seeds), concurrency=concurrency)
         seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     finally:
         await run.aclose()
-    return seconds, summary.done, cpu
+        run.release()
+    return seconds, totals.done, cpu
 
 
 def run_distilabel(python: Path, seeds: Path, sim: SimProcess, concurrency: int) -> tuple[float, int, str]:

@@ -16,4 +16,5 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.images",
     "tests.fixtures.prefect",
+    "tests.fixtures.label_studio",
 ]

@@ -58,3 +58,28 @@ class RunMismatchError(InterleafError):
 
 class StoreKeyError(InterleafError, ValueError):
     """An object-store key would escape the store prefix or is otherwise unsafe."""
+
+
+class SystemicFailure(InterleafError):
+    """An endpoint keeps failing in a way no retry of one request fixes (down, bad key, unknown
+    model, timing out): the run stops instead of failing every seed, and can be resumed.
+
+    Node kinds must let it propagate (never catch it as an ordinary branch failure).
+    """
+
+    def __init__(self, model: str, endpoint: str, error: str, failures: int):
+        self.model = model
+        self.endpoint = endpoint
+        self.error = error
+        self.failures = failures
+        super().__init__(
+            f"model {model!r} at {endpoint} failed {failures} times in a row; last error: {error}"
+        )
+
+
+class PreflightError(InterleafError):
+    """A check before the run (credentials, endpoints, image tools) failed; no seed was started."""
+
+
+class ServiceUnavailableError(InterleafError):
+    """A service the run needs (the Prefect API, say) could not be reached; nothing was lost (exit 3)."""

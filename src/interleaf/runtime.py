@@ -1,8 +1,18 @@
 """Per-process run context: the store, run identity, and lazily built model clients and tools.
 
 Nodes get a :class:`Runtime` through their :class:`~interleaf.nodes.base.NodeContext`.
-Model clients and tools are created on first use, so validating or compiling a
-graph never imports litellm, torch or diffusers.
+Model clients and tools are created on first use and given only what they use (a client
+its response cache, a tool the store and the graph's folder), so neither knows the Runtime.
+Neither module imports litellm, torch or diffusers at import time, so validating or
+compiling a graph never loads them.
+
+Example:
+    >>> from interleaf.graphs.spec import GraphSpec
+    >>> spec = GraphSpec.model_validate({"name": "g", "models": {"m": {"model": "openai/gpt-4o"}},
+    ...                                  "nodes": {"n": {"kind": "turn_planner"}}, "edges": []})
+    >>> rt = Runtime(spec)
+    >>> rt.model("m") is rt.model("m"), rt.model("m").cache
+    (True, None)
 """
 
 from __future__ import annotations
@@ -12,11 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from interleaf.graphs.spec import GraphSpec
+from interleaf.models.client import ModelClient
+from interleaf.run.layout import RESPONSE_CACHE_PREFIX
+from interleaf.tools.base import Tool, build_tool
 
 if TYPE_CHECKING:
-    from interleaf.models.client import ModelClient
     from interleaf.storage.store import ObjectStore
-    from interleaf.tools.base import Tool
 
 
 class Runtime:
@@ -37,7 +48,7 @@ class Runtime:
         self.run_seed = spec.defaults.run_seed if run_seed is None else run_seed
         self.spec_dir = spec_dir
         self._models: dict[str, ModelClient] = {}
-        self._tools: dict[str, Tool] = {}
+        self._tools: dict[str, Tool[Any, Any, Any]] = {}
         self.extras: dict[str, Any] = {}
 
     def require_store(self) -> ObjectStore:
@@ -46,24 +57,25 @@ class Runtime:
         return self.store
 
     def model(self, name: str) -> ModelClient:
+        """The client of ``models.<name>`` (built once); it gets the response cache only with ``cache: true``."""
         client = self._models.get(name)
         if client is None:
-            from interleaf.models.client import ModelClient
-
-            client = ModelClient(name, self.spec.models[name], runtime=self)
+            spec = self.spec.models[name]
+            cache = self.store.child(RESPONSE_CACHE_PREFIX) if spec.cache and self.store is not None else None
+            client = ModelClient(name, spec, cache=cache)
             self._models[name] = client
         return client
 
-    def tool(self, name: str) -> Tool:
+    def tool(self, name: str) -> Tool[Any, Any, Any]:
+        """The tool of ``tools.<name>`` (built once) with the run's store and the graph's folder."""
         tool = self._tools.get(name)
         if tool is None:
-            from interleaf.tools.base import build_tool
-
-            tool = build_tool(name, self.spec.tools[name], runtime=self)
+            tool = build_tool(name, self.spec.tools[name], store=self.store, base_dir=self.spec_dir)
             self._tools[name] = tool
         return tool
 
     def model_clients(self) -> dict[str, ModelClient]:
+        """The clients built so far, by model name."""
         return dict(self._models)
 
     async def aclose(self) -> None:

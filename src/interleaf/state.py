@@ -10,6 +10,7 @@ small and JSON round-trips exactly.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,7 +69,11 @@ class Message(_Model):
 
 
 class ModelCall(_Model):
-    """Accounting for one completion call (one HTTP round trip or a cache hit)."""
+    """Accounting for one completion call: its requests (``attempts``), or a cache hit.
+
+    ``error`` is set on a call that gave up; such calls are never in a dialogue's provenance,
+    only in the run's totals (see :mod:`interleaf.run.totals`).
+    """
 
     model: str
     provider_model: str
@@ -78,6 +83,7 @@ class ModelCall(_Model):
     latency_s: float = 0.0
     attempts: int = 1
     cached: bool = False
+    error: str | None = None
 
 
 class ToolCall(_Model):
@@ -110,6 +116,24 @@ class Score(_Model):
     raw: str | None = None
 
 
+class HumanScore(_Model):
+    """One person's score of one rubric dimension, kept next to the judge's (never replacing it).
+
+    ``origin`` says where it came from (``"label-studio:<project>/<task>"``,
+    ``"import:intermt"``); two annotators of one item are two records.
+
+    >>> HumanScore(dimension="helpfulness", value=2, annotator="ann-1", reason="answers the question").value
+    2.0
+    """
+
+    dimension: str
+    value: float | None = Field(default=None, allow_inf_nan=False)
+    reason: str = ""
+    annotator: str
+    at: float | None = None
+    origin: str = ""
+
+
 NodeStatus = Literal["alive", "pruned", "failed"]
 
 
@@ -130,6 +154,7 @@ class TreeNode(_Model):
     status: NodeStatus = "alive"
     reason: str | None = None
     scores: dict[str, Score] = Field(default_factory=dict)
+    human_scores: list[HumanScore] = Field(default_factory=list)
     follow_up: Message | None = None
     tags: dict[str, Any] = Field(default_factory=dict)
     provenance: list[Provenance] = Field(default_factory=list)
@@ -179,6 +204,8 @@ class PreferencePair(_Model):
     overall: int = 0
     margin: float = 0.0
     reasons: dict[str, str] = Field(default_factory=dict)
+    #: Whose scores decided the preference: the model judge's, or people's (annotations, imports).
+    decided_by: Literal["judge", "human"] = "judge"
 
 
 DialogueStatus = Literal["running", "done", "failed"]
@@ -207,26 +234,23 @@ def append_unique(left: list[Any] | None, right: list[Any] | None) -> list[Any]:
     return out
 
 
-class DialogueState(_Model):
-    """The whole state of one seed's run through a graph."""
+class Tree:
+    """A read-only view of a dialogue tree's nodes: paths, histories, leaves and dialogue ends.
 
-    seed: Seed
-    prompts: list[Prompt] = Field(default_factory=list)
-    nodes: Annotated[dict[str, TreeNode], merge_by_key] = Field(default_factory=dict)
-    turn: int = 0
-    tasks: list[CandidateTask] = Field(default_factory=list)
-    task: CandidateTask | None = None
-    dialogue_scores: Annotated[dict[str, dict[str, Score]], merge_by_key] = Field(
-        default_factory=dict, description="Global (whole-dialogue) scores keyed by leaf node id."
-    )
-    pairs: Annotated[list[PreferencePair], append_unique] = Field(default_factory=list)
-    records: Annotated[dict[str, Any], merge_by_key] = Field(
-        default_factory=dict, description="Free-form per-node outputs (reports, summaries)."
-    )
-    status: DialogueStatus = "running"
-    error: str | None = None
+    Nodes that receive ``nodes`` alone use ``Tree(inp.nodes)``; a whole state has
+    :meth:`DialogueState.tree`.
 
-    # Tree helpers. Pure functions of the state; nodes use them instead of re-walking.
+    Example:
+        >>> root = TreeNode(id="v0", user=Message.user("hi"))
+        >>> Tree({"v0": root}).path("v0")[0].id
+        'v0'
+    """
+
+    __slots__ = ("nodes",)
+
+    def __init__(self, nodes: dict[str, TreeNode]):
+        self.nodes = nodes
+
     def children(self, parent: str | None) -> list[TreeNode]:
         return sorted(
             (n for n in self.nodes.values() if n.parent == parent), key=lambda n: n.id
@@ -300,12 +324,74 @@ class DialogueState(_Model):
             key=lambda n: n.id,
         )
 
+    def complete_ends(self) -> list[TreeNode]:
+        """Ends of complete dialogues: answered leaves on an alive path with no children at all.
+
+        A node whose every child failed is a leaf of the alive tree but not a finished dialogue.
+        """
+        parents = {n.parent for n in self.nodes.values()}
+        return [n for n in self.leaves() if n.id not in parents and n.assistant is not None]
+
+    def dialogue_ends(self, scored: Iterable[str] = ()) -> list[str]:
+        """Ids of the nodes that end a dialogue: the alive leaves, plus any node given a dialogue score."""
+        ids = {n.id for n in self.leaves()} | {k for k in scored if k in self.nodes}
+        return sorted(ids)
+
+
+class DialogueState(_Model):
+    """The whole state of one seed's run through a graph."""
+
+    seed: Seed
+    prompts: list[Prompt] = Field(default_factory=list)
+    nodes: Annotated[dict[str, TreeNode], merge_by_key] = Field(default_factory=dict)
+    turn: int = 0
+    tasks: list[CandidateTask] = Field(default_factory=list)
+    task: CandidateTask | None = None
+    dialogue_scores: Annotated[dict[str, dict[str, Score]], merge_by_key] = Field(
+        default_factory=dict, description="Global (whole-dialogue) scores keyed by leaf node id."
+    )
+    human_dialogue_scores: Annotated[dict[str, list[HumanScore]], merge_by_key] = Field(
+        default_factory=dict, description="People's whole-dialogue scores keyed by leaf node id."
+    )
+    pairs: Annotated[list[PreferencePair], append_unique] = Field(default_factory=list)
+    records: Annotated[dict[str, Any], merge_by_key] = Field(
+        default_factory=dict, description="Free-form per-node outputs (reports, summaries)."
+    )
+    status: DialogueStatus = "running"
+    error: str | None = None
+
+    def tree(self) -> Tree:
+        """The tree view of this state's nodes."""
+        return Tree(self.nodes)
+
+    def children(self, parent: str | None) -> list[TreeNode]:
+        return self.tree().children(parent)
+
+    def path(self, node_id: str) -> list[TreeNode]:
+        """Root-to-node chain (see :meth:`Tree.path`)."""
+        return self.tree().path(node_id)
+
+    def history(self, node_id: str | None) -> list[Message]:
+        """Messages up to and including ``node_id``'s answer."""
+        return self.tree().history(node_id)
+
+    def alive_at(self, turn: int) -> list[TreeNode]:
+        return self.tree().alive_at(turn)
+
+    def leaves(self) -> list[TreeNode]:
+        """See :meth:`Tree.leaves`."""
+        return self.tree().leaves()
+
+    def dialogue_ends(self) -> list[str]:
+        """Ids of the nodes that end a dialogue (alive leaves and dialogue-scored nodes)."""
+        return self.tree().dialogue_ends(self.dialogue_scores)
+
 
 #: State fields a run starts with; every other field must be written by some node.
 INITIAL_FIELDS: frozenset[str] = frozenset({"seed"})
 
 #: Every model class that can appear in a checkpoint; checkpoint deserialisation allows these only.
 CHECKPOINT_TYPES: tuple[type[BaseModel], ...] = (
-    ImageRef, TextPart, ImagePart, Message, ModelCall, ToolCall, Provenance, Score, TreeNode,
+    ImageRef, TextPart, ImagePart, Message, ModelCall, ToolCall, Provenance, Score, HumanScore, TreeNode,
     Seed, Prompt, CandidateTask, PreferencePair, DialogueState,
 )

@@ -9,11 +9,14 @@ a one-turn tree.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
 from interleaf.datasets.intermt import GLOBAL_DIMENSIONS, LOCAL_DIMENSIONS
+from interleaf.run.records import DialogueStatus
+from interleaf.run.totals import RunTotals
 from interleaf.state import (
     DialogueState,
     ImagePart,
@@ -60,15 +63,13 @@ class RunBuilder:
         seg = safe_segment(state.seed.id)
         self.store.put_json(f"dialogues/{seg}.json", state.model_dump(mode="json"))
         calls = [c for n in state.nodes.values() for p in n.provenance for c in p.calls]
-        self.store.put_json(f"status/{seg}.json", {
-            "seed_id": state.seed.id, "status": "done", "error": None, "calls": len(calls),
-            "prompt_tokens": sum(c.prompt_tokens or 0 for c in calls),
-            "completion_tokens": sum(c.completion_tokens or 0 for c in calls),
-            "cost": sum(c.cost or 0 for c in calls), "seconds": seconds, "run_id": "run-1",
-        })
+        totals = RunTotals.of_calls(calls).merge(RunTotals(seeds=1, done=1, seconds=seconds))
+        DialogueStatus(seed_id=state.seed.id, status="done", run_id="run-1",
+                       complete=len(state.tree().complete_ends()), totals=totals).save(self.store)
 
 
-def answer(text_before: str, images: list[tuple[ImageRef, str | None, str]], text_after: str = "") -> Message:
+def answer(text_before: str, images: Sequence[tuple[ImageRef, str | None, str | None]],
+           text_after: str = "") -> Message:
     """An assistant message: text, then each (image, marker, caption), then more text."""
     parts: list[TextPart | ImagePart] = [TextPart(text=text_before)]
     for n, (ref, marker, caption) in enumerate(images):

@@ -10,7 +10,7 @@ from PIL import Image
 import datasets
 from interleaf.datasets.export import export_run
 from interleaf.datasets.intermt import GLOBAL_DIMENSIONS, LOCAL_DIMENSIONS
-from interleaf.datasets.run_reader import RunReader
+from interleaf.run.reader import RunReader
 from interleaf.state import DialogueState
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from interleaf.datasets.export import export_run
 from interleaf.datasets.jsonl import DIALOGUES_JSONL, JsonlFormatError, read_jsonl
-from interleaf.datasets.run_reader import RunReader, images_of
+from interleaf.run.reader import RunReader, images_of
 from interleaf.state import DialogueState
 
 

@@ -19,9 +19,12 @@ from interleaf.datasets.reports import (
     write_reports,
 )
 from interleaf.errors import InterleafError, SpecError
-from interleaf.graphs.compiler import compile_graph, load_graph, load_graph_text
+from interleaf.graphs.compiler import compile_graph
+from interleaf.graphs.loading import load_graph, load_graph_text
+from interleaf.graphs.spec import graph_fingerprint
+from interleaf.run.layout import GRAPH as GRAPH_KEY
+from interleaf.run.layout import dialogue_key
 from interleaf.state import DialogueState, Message, Score, Seed, TreeNode
-from interleaf.storage.manifest import GRAPH_KEY, dialogue_key, graph_fingerprint
 from interleaf.storage.store import ObjectStore
 
 
@@ -81,7 +84,7 @@ def test_figure_has_one_series_per_column() -> None:
     ax = fig.axes[0]
     assert [ln.get_label() for ln in ax.get_lines()] == ["fast", "slow"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2"]
-    assert list(ax.get_lines()[1].get_ydata()) == [1.0, 1.5]
+    assert list(ax.get_lines()[1].get_ydata()) == [1.0, 1.5]  # type: ignore[arg-type]
     bars = table.figure(title="t", y_label="y", kind="bar")
     assert [c.get_label() for c in bars.axes[0].containers] == ["fast", "slow"]
 
@@ -131,7 +134,7 @@ def test_write_reports_into_the_run_store(tmp_path: Path) -> None:
     data = json.loads(store.get_bytes("reports/by_level.json"))
     assert data["series"] == ["fast", "slow"] and data["values"]["slow"] == {"1": 0.5, "2": 1.0}
     with Image.open(io.BytesIO(store.get_bytes("reports/by_level.png"))) as img:
-        assert json.loads(img.text[SERIES_METADATA_KEY]) == ["fast", "slow"]
+        assert json.loads(img.info[SERIES_METADATA_KEY]) == ["fast", "slow"]
     assert "![Fab by level](by_level.png)" in store.get_bytes("reports/index.md").decode()
     # Rewriting is idempotent.
     assert write_reports(store) == written

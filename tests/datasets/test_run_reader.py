@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from interleaf.datasets.export import export_run
-from interleaf.datasets.run_reader import RunDataError, RunNotFoundError, RunReader
 from interleaf.errors import InterleafError
+from interleaf.run.reader import RunDataError, RunNotFoundError, RunReader
 from interleaf.state import DialogueState
 
 
@@ -20,7 +20,7 @@ def test_pointer_uri_and_moved_run(sample_run: tuple[Path, list[DialogueState]],
     out.mkdir()
     (out / "run.json").write_text(json.dumps({"store": f"file://{root}", "run_id": "run-1"}))
     assert [s.seed.id for s in RunReader.open(str(out)).dialogues()] == sorted(s.seed.id for s in states)
-    assert RunReader.open(f"file://{root}").manifest()["run_id"] == "run-1"
+    assert RunReader.open(f"file://{root}").manifest().run_id == "run-1"  # type: ignore[union-attr]
     # A copied run still finds its images: URIs point at the old place, blobs are found by hash.
     moved = tmp_path / "moved"
     shutil.copytree(root, moved)
@@ -34,7 +34,7 @@ def test_totals_come_from_status_files(sample_run: tuple[Path, list[DialogueStat
     root, states = sample_run
     totals = RunReader.open(str(root)).totals()
     calls = [c for s in states for n in s.nodes.values() for p in n.provenance for c in p.calls]
-    assert totals.calls == len(calls) and totals.dialogues == 2 and totals.done == 2
+    assert totals.calls == len(calls) and totals.seeds == 2 and totals.done == 2
     assert totals.prompt_tokens == sum(c.prompt_tokens or 0 for c in calls)
     assert totals.seconds == pytest.approx(12.5 + 13.5)
 

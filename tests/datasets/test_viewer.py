@@ -22,7 +22,9 @@ def test_report_is_self_contained(sample_run: tuple[Path, list[DialogueState]], 
     # Nothing is fetched from anywhere but the report folder.
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     assert "<script src" not in page and "<link rel=\"stylesheet\"" not in page
-    data = json.loads(re.search(r'<script type="application/json" id="run-data">(.*?)</script>', page, re.S)[1])
+    found = re.search(r'<script type="application/json" id="run-data">(.*?)</script>', page, re.S)
+    assert found is not None
+    data = json.loads(found[1])
     assert [s["id"] for s in data["seeds"]] == sorted(s.seed.id for s in states)
     srcs = {p["src"] for s in data["seeds"] for n in s["nodes"]
             for parts in (n["user"], n["assistant"], n["follow_up"]) if parts for p in parts if p["t"] == "image"}
@@ -88,3 +90,28 @@ async def test_report_in_headless_chromium(sample_run: tuple[Path, list[Dialogue
         finally:
             await page.close()
     assert (ARTIFACTS / "viewer.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs the Debian 'chromium' package at /usr/bin/chromium")
+async def test_empty_run_page_says_why_in_chromium(tmp_path: Path) -> None:
+    from interleaf.datasets.intermt import import_intermt
+
+    (tmp_path / "none.json").write_text("[]")
+    import_intermt(tmp_path / "none.json", tmp_path / "run")
+    index = render_run(str(tmp_path / "run"), tmp_path / "report")
+    async with Browser() as browser:
+        page = await browser.page()
+        try:
+            for domain in ("Runtime", "Log", "Page"):
+                await page.send(f"{domain}.enable")
+            loaded = page.expect("Page.loadEventFired")
+            await page.send("Page.navigate", url=index.as_uri())
+            await loaded
+            shown = await page.evaluate(
+                "[document.getElementById('notice').innerText, document.getElementById('tree').innerText,"
+                " getComputedStyle(document.getElementById('notice')).display]")
+            assert "this run has no seeds" in shown[0] and "this run has no seeds" in shown[1]
+            assert shown[2] != "none"
+            assert page.errors() == []
+        finally:
+            await page.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from interleaf.graphs.compiler import builtin_graphs
+from interleaf.graphs.loading import builtin_graphs
 
 #: intermt-lite model name -> the simulator role (the model name the simulator routes on).
 SIM_ROLES = {"expander": "expand", "assistant": "assistant", "judge": "judge", "user_sim": "user"}

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from interleaf.state import DialogueState
-from interleaf.storage.manifest import dialogue_key, status_key
-from interleaf.storage.store import ObjectStore
+from interleaf import DialogueState, DialogueStatus, ObjectStore, layout
 
 #: Wall-clock fields: the only ones two runs of the same graph and seeds may differ in.
 TIMING_FIELDS = frozenset({"seconds", "latency_s"})
@@ -23,7 +21,7 @@ def without_timings(value: Any) -> Any:
 
 def final_dataset(store: ObjectStore) -> dict[str, Any]:
     """Every dialogue file of a run, timings removed, by key."""
-    return {key: without_timings(store.get_json(key)) for key in sorted(store.list("dialogues"))}
+    return {key: without_timings(store.get_json(key)) for key in sorted(store.list(layout.DIALOGUE_PREFIX))}
 
 
 def check_every_seed_ended_once(store: ObjectStore, seed_ids: list[str]) -> dict[str, int]:
@@ -31,22 +29,30 @@ def check_every_seed_ended_once(store: ObjectStore, seed_ids: list[str]) -> dict
 
     Returns ``{"done": n, "failed": m}``.
     """
-    expected_status = sorted(status_key(s) for s in seed_ids)
-    assert sorted(store.list("status")) == expected_status, "a dialogue was lost or an unknown one appeared"
-    dialogue_keys = set(store.list("dialogues"))
-    assert dialogue_keys <= {dialogue_key(s) for s in seed_ids}
+    expected_status = sorted(layout.status_key(s) for s in seed_ids)
+    assert sorted(store.list(layout.STATUS_PREFIX)) == expected_status, "a dialogue was lost or an unknown one appeared"
+    dialogue_keys = set(store.list(layout.DIALOGUE_PREFIX))
+    assert dialogue_keys <= {layout.dialogue_key(s) for s in seed_ids}
     counts = {"done": 0, "failed": 0}
     for seed_id in seed_ids:
-        status = store.get_json(status_key(seed_id))
-        assert status["seed_id"] == seed_id
-        assert status["status"] in counts, status
-        counts[status["status"]] += 1
-        if status["status"] == "failed":
-            assert status.get("reason") and status.get("error"), f"failed without a reason: {status}"
+        status = DialogueStatus.load(store, seed_id)
+        assert status is not None and status.seed_id == seed_id
+        assert status.status in counts, status
+        counts[status.status] += 1
+        # The status's own totals count this one seed, with the same outcome.
+        assert status.totals.seeds == 1, status
+        assert (status.totals.done, status.totals.failed) == (int(status.status == "done"),
+                                                               int(status.status == "failed")), status
+        if status.status == "failed":
+            assert status.reason and status.error, f"failed without a reason: {status}"
+            assert status.totals.failed_reasons == {status.reason: 1}, status
             continue
-        assert dialogue_key(seed_id) in dialogue_keys, f"{seed_id} is done but has no dialogue"
-        state = DialogueState.model_validate(store.get_json(dialogue_key(seed_id)))
+        assert layout.dialogue_key(seed_id) in dialogue_keys, f"{seed_id} is done but has no dialogue"
+        state = DialogueState.model_validate(store.get_json(layout.dialogue_key(seed_id)))
         assert state.seed.id == seed_id and state.status == "done"
+        # Done means at least one complete dialogue, and the status says how many.
+        complete = len(state.tree().complete_ends())
+        assert complete >= 1 and status.complete == complete, (seed_id, status.complete, complete)
         for node in state.nodes.values():
             if node.status != "alive":
                 assert node.reason, f"{seed_id}/{node.id} is {node.status} without a reason"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from interleaf.runner import RunOptions, run_from_cli
-from interleaf.storage.store import ObjectStore
+from interleaf import ObjectStore, RunManifest, RunOptions, layout
+from interleaf.launch import run_from_cli
 from tests.faults.cli import REPO, interleaf_command, subprocess_env
 from tests.faults.lite_graph import write_lite_graph, write_seeds
 from tests.faults.run_checks import check_every_seed_ended_once, final_dataset
@@ -73,7 +73,8 @@ def test_three_sigkills_then_resume_give_the_uninterrupted_dataset(
     seed_ids = [f"s{i:03d}" for i in range(N_SEEDS)]
 
     reference = run_from_cli(RunOptions(graph=str(graph), seeds=seeds, out=tmp_path / "ref", progress=False))
-    assert (reference.done, reference.failed) == (N_SEEDS, 0)
+    assert (reference.totals.done, reference.totals.failed, reference.totals.pending) == (N_SEEDS, 0, 0)
+    assert reference.outcome == "finished" and reference.exit_code == 0
     total = _checkpoints(tmp_path / "ref")
     assert total >= 20
 
@@ -94,11 +95,14 @@ def test_three_sigkills_then_resume_give_the_uninterrupted_dataset(
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate()
         assert proc.returncode == -signal.SIGKILL
+        # A killed writer leaves its lock behind; the next start takes it over (its pid is gone).
+        assert (out / layout.LOCK).is_file()
     finished = list((out / "status").glob("*.json")) if (out / "status").is_dir() else []
     assert len(finished) < N_SEEDS, "the run had finished before the last kill"
 
     resumed = subprocess.run(interleaf_command(*args), cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not (out / layout.LOCK).exists(), "the resumed run did not release its lock"
 
     store, ref_store = ObjectStore(out), ObjectStore(tmp_path / "ref")
     assert check_every_seed_ended_once(store, seed_ids) == {"done": N_SEEDS, "failed": 0}
@@ -106,3 +110,8 @@ def test_three_sigkills_then_resume_give_the_uninterrupted_dataset(
     assert sorted(ours) == sorted(theirs)
     for key in theirs:
         assert ours[key] == theirs[key], f"{key} differs from the uninterrupted run"
+    # Killed invocations record nothing; the resumed one records how it ended and the run's counts.
+    manifest = RunManifest.load(store)
+    assert manifest is not None and manifest.invocations[-1].outcome == "finished"
+    assert (manifest.counts.seeds, manifest.counts.done, manifest.counts.failed, manifest.counts.pending) == (
+        N_SEEDS, N_SEEDS, 0, 0)

@@ -3,13 +3,16 @@ still ends exactly once, done or failed with a reason."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from interleaf.runner import RunOptions, run_from_cli
-from interleaf.storage.store import ObjectStore
+from interleaf import ObjectStore, RunManifest, RunOptions, layout
+from interleaf.launch import run_from_cli
+from interleaf.models import client as model_client
+from interleaf.models.retry import Failure
 from interleaf.testing.simulator import FAULT_KINDS, Simulator
 from tests.faults.lite_graph import write_lite_graph, write_seeds
 from tests.faults.run_checks import check_every_seed_ended_once
@@ -24,6 +27,20 @@ def faulty_sim() -> Iterator[Simulator]:
         yield server
 
 
+def count_failure_kinds(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Count the kind of every failed attempt the model client classifies."""
+    kinds: Counter[str] = Counter()
+    classify = model_client.classify
+
+    def counting(exc: BaseException) -> Failure:
+        failure = classify(exc)
+        kinds[failure.kind] += 1
+        return failure
+
+    monkeypatch.setattr(model_client, "classify", counting)
+    return kinds
+
+
 @pytest.mark.slow
 def test_faults_end_every_dialogue_once(tmp_path: Path, faulty_sim: Simulator,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,7 +49,11 @@ def test_faults_end_every_dialogue_once(tmp_path: Path, faulty_sim: Simulator,
     graph = write_lite_graph(tmp_path / "g.yaml", faulty_sim.base_url, timeout=0.5, max_retries=1, concurrency=5)
     seeds = write_seeds(tmp_path / "seeds.jsonl", N_SEEDS)
     out = tmp_path / "out"
-    summary = run_from_cli(RunOptions(graph=str(graph), seeds=seeds, out=out, progress=False))
+    # No preflight: its probe could draw a fault and refuse the run, and the calls are counted exactly.
+    opts = RunOptions(graph=str(graph), seeds=seeds, out=out, progress=False, preflight=False)
+    kinds = count_failure_kinds(monkeypatch)
+    outcome = run_from_cli(opts)
+    totals = outcome.totals
 
     faults = sum(faulty_sim.faults_injected.values())
     assert faulty_sim.requests >= 5 * N_SEEDS
@@ -42,17 +63,39 @@ def test_faults_end_every_dialogue_once(tmp_path: Path, faulty_sim: Simulator,
     assert faulty_sim.in_flight == 0
 
     store = ObjectStore(out)
-    counts = check_every_seed_ended_once(store, [f"s{i:03d}" for i in range(N_SEEDS)])
-    assert (summary.done, summary.failed, summary.skipped) == (counts["done"], counts["failed"], 0)
-    assert summary.done + summary.failed == N_SEEDS
-    assert summary.done >= N_SEEDS // 2
-    assert sum(summary.failed_reasons.values()) == summary.failed
-    # Answers the run kept were real answers: calls recorded never exceed requests answered.
-    assert summary.calls <= faulty_sim.completed
+    seed_ids = [f"s{i:03d}" for i in range(N_SEEDS)]
+    counts = check_every_seed_ended_once(store, seed_ids)
+    assert (totals.done, totals.failed, totals.skipped, totals.pending) == (counts["done"], counts["failed"], 0, 0)
+    assert totals.seeds == totals.done + totals.failed == N_SEEDS
+    assert totals.done >= N_SEEDS // 2
+    assert sum(totals.failed_reasons.values()) == totals.failed
+    assert outcome.outcome == "finished" and outcome.exit_code == (1 if totals.failed else 0)
+    # Every request sent is counted, retries and failed attempts included. With a 0.5 s timeout a
+    # busy machine can also time out while connecting: such an attempt ("unreachable") never reaches
+    # the simulator, and is not counted as a request either.
+    assert totals.calls == faulty_sim.requests, dict(kinds)
+    assert totals.cached_calls == 0 and totals.prompt_tokens > 0
+    manifest = RunManifest.load(store)
+    assert manifest is not None and len(manifest.invocations) == 1
+    assert manifest.invocations[0].totals.calls == totals.calls and manifest.invocations[0].outcome == "finished"
+    assert (manifest.counts.done, manifest.counts.failed) == (counts["done"], counts["failed"])
+    assert not (out / layout.LOCK).exists()
 
-    # Running the same command again finds everything finished: no dialogue is run twice.
+    # Running the same command again skips every seed done, so no done dialogue is run twice;
+    # failed seeds are retried and end once again.
+    done_before = {s: store.get_json(layout.dialogue_key(s)) for s in seed_ids
+                   if store.get_json(layout.status_key(s))["status"] == "done"}
     before = faulty_sim.requests
-    again = run_from_cli(RunOptions(graph=str(graph), seeds=seeds, out=out, progress=False))
-    assert (again.done, again.failed, again.skipped) == (0, 0, N_SEEDS)
-    assert faulty_sim.requests == before
-    assert check_every_seed_ended_once(store, [f"s{i:03d}" for i in range(N_SEEDS)]) == counts
+    again = run_from_cli(opts).totals
+    assert again.skipped == counts["done"]
+    assert again.done + again.failed == counts["failed"] and again.pending == 0
+    assert again.calls == faulty_sim.requests - before
+    if not counts["failed"]:
+        assert faulty_sim.requests == before
+    counts_again = check_every_seed_ended_once(store, seed_ids)
+    assert counts_again["done"] == counts["done"] + again.done
+    for seed_id, dialogue in done_before.items():
+        assert store.get_json(layout.dialogue_key(seed_id)) == dialogue, f"{seed_id} was run twice"
+    manifest = RunManifest.load(store)
+    assert manifest is not None and len(manifest.invocations) == 2
+    assert (manifest.counts.done, manifest.counts.failed) == (counts_again["done"], counts_again["failed"])

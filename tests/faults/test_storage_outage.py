@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from interleaf.runner import open_run
+from interleaf import ObjectStore, layout, open_run
 from interleaf.seeds import read_seeds
-from interleaf.storage.store import ObjectStore
 from interleaf.testing.simulator import Simulator
 from tests.faults.lite_graph import write_lite_graph, write_seeds
 from tests.faults.run_checks import check_every_seed_ended_once
@@ -44,10 +43,15 @@ async def test_run_completes_through_a_5s_storage_outage(
         await asyncio.sleep(OUTAGE_S)
         assert not task.done(), "the run gave up (or finished) during the outage"
         flaky_s3.start()
-        summary = await asyncio.wait_for(task, timeout=60)
+        totals = await asyncio.wait_for(task, timeout=60)
     finally:
         await run.aclose()
+        run.release()
 
-    assert (summary.done, summary.failed, summary.skipped) == (N_SEEDS, 0, 0)
+    assert (totals.done, totals.failed, totals.skipped, totals.pending) == (N_SEEDS, 0, 0, 0)
+    assert run.stopped is None
+    # The outage cost storage retries, not model calls: every request sent is counted once.
+    assert totals.calls == sim.requests and totals.failed_calls == 0
     store = ObjectStore(uri)
-    check_every_seed_ended_once(store, [f"s{i:03d}" for i in range(N_SEEDS)])
+    assert check_every_seed_ended_once(store, [f"s{i:03d}" for i in range(N_SEEDS)]) == {"done": N_SEEDS, "failed": 0}
+    assert not store.exists(layout.LOCK), "the writer lock outlived release()"

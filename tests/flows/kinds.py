@@ -1,9 +1,12 @@
 """A node kind for flow tests: one countable "call" per dialogue, with injectable failures.
 
-Every call appends ``start``/``end`` lines (seed id, wall time, pid) to ``log_file``, so a
-test can count calls and measure how many dialogues overlapped - across threads and
-processes alike. A file named after the seed id in ``fail_once_dir`` makes that seed's
-next call fail (the file is consumed), which is how a shard is made to fail once.
+Each call is recorded in the run's ledger like a model call (one request; a failed one
+with its error), and a call that succeeds answers with one tree node, so the dialogue is
+complete (a seed is done only with a complete dialogue). Every call also appends
+``start``/``end`` lines (seed id, wall time, pid) to ``log_file``, so a test can count
+calls and measure how many dialogues overlapped - across threads and processes alike. A
+file named after the seed id in ``fail_once_dir`` makes that seed's next call fail (the
+file is consumed), which is how a shard is made to fail once.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from interleaf.nodes.base import NodeIO, NodeKind
-from interleaf.state import Seed
+from interleaf.run.totals import record_call
+from interleaf.state import Message, ModelCall, Provenance, Seed, TextPart, TreeNode
 
 
 class CountingParams(BaseModel):
@@ -32,6 +36,7 @@ class CountingInput(NodeIO):
 
 
 class CountingOutput(NodeIO):
+    nodes: dict[str, TreeNode]
     records: dict[str, Any]
 
 
@@ -61,10 +66,19 @@ class CountingAnswer(NodeKind[CountingInput, CountingOutput, CountingParams]):
                 marker = Path(self.params.fail_once_dir) / seed_id
                 if marker.exists():
                     marker.unlink()
+                    record_call(ModelCall(model="counting", provider_model="counting/1", attempts=1,
+                                          error="injected failure"))
                     raise RuntimeError(f"injected failure for seed {seed_id}")
         finally:
             _append(self.params.log_file, f"end {seed_id} {time.time():.6f} {os.getpid()}")
-        return CountingOutput(records={"answer": {"seed": seed_id, "text": inp.seed.prompt[::-1]}})
+        text = inp.seed.prompt[::-1]
+        call = ModelCall(model="counting", provider_model="counting/1", prompt_tokens=3, completion_tokens=2,
+                         attempts=1)
+        record_call(call)
+        node = TreeNode(id="v0", user=Message.user(inp.seed.prompt),
+                        assistant=Message(role="assistant", parts=[TextPart(text=text)]),
+                        provenance=[Provenance(node="answer", kind=self.kind, model="counting", calls=[call])])
+        return CountingOutput(nodes={node.id: node}, records={"answer": {"seed": seed_id, "text": text}})
 
 
 class CallLog:

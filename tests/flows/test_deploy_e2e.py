@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from interleaf import ObjectStore, RunManifest, layout
 from tests.fixtures.prefect import PrefectServer
 from tests.flows.conftest import make_counting_setup
 
@@ -53,18 +54,31 @@ def test_deploy_local_deployment_and_run_it_with_a_worker(prefect_server: Prefec
     assert deployment["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(REPO)
     schema = deployment["parameter_openapi_schema"]["properties"]
     assert schema["shard_size"]["type"] == "integer" and schema["task_runner"]["enum"] == ["threads", "dask", "ray"]
+    # Checked before money is spent: the form refuses what the flow would refuse.
+    assert schema["shard_size"]["minimum"] == 1 and schema["shard_retries"]["minimum"] == 0
+    export_enum = json.dumps(schema["export_format"])
+    assert all(name in export_enum for name in ("jsonl", "intermt", "align-anything", "hf"))
+    # Runs are named after their inputs, so experiments stay apart in the UI.
+    assert flow_run["name"].startswith(f"{setup.graph.stem}-{setup.out.name}-")
 
     artifacts = httpx.post(f"{server.api_url}/artifacts/filter", timeout=10,
                            json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}).json()
-    assert {a["key"] for a in artifacts} == {"interleaf-counting", "interleaf-counting-shards"}
+    keys = {a["key"] for a in artifacts if a["key"]}  # the persisted result is an artifact without a key
+    # One key per output (graph, folder, store hash): two experiments on one graph do not share a history.
+    assert len(keys) == 2 and all(k.startswith(f"interleaf-counting-{setup.out.name}-") for k in keys)
+    assert any(k.endswith("-shards") for k in keys)
 
     assert sorted(setup.log.calls()) == ["s0", "s1", "s2", "s3"]
     statuses = {p.stem: json.loads(p.read_text())["status"] for p in (setup.out / "status").glob("*.json")}
     assert statuses == {"s0": "done", "s1": "done", "s2": "done", "s3": "done"}
     assert len(list((setup.out / "dialogues").glob("*.json"))) == 4
     assert len(list((setup.out / "shards").glob("*.json"))) == 2
-    manifest = json.loads((setup.out / "manifest.json").read_text())
-    assert manifest["invocations"][-1]["summary"]["done"] == 4
+    manifest = RunManifest.load(ObjectStore(setup.out))
+    assert manifest is not None and manifest.invocations[-1].outcome == "finished"
+    last = manifest.invocations[-1].totals
+    assert (last.seeds, last.done, last.failed, last.calls) == (4, 4, 0, 4)
+    assert (manifest.counts.done, manifest.counts.pending) == (4, 0)
+    assert not (setup.out / layout.LOCK).exists(), "the flow run did not release the run's writer lock"
 
 
 def wait_for_final_state(api_url: str, flow_run_id: str, timeout: float) -> dict[str, object]:

@@ -10,11 +10,13 @@ from uuid import UUID
 
 import pytest
 
-from interleaf.flows.generate import generate_flow, run_generate
+from interleaf import ObjectStore, RunManifest, RunOptions, RunReader, RunTotals, layout
+from interleaf.flows.artifacts import artifact_key
+from interleaf.flows.generate import generate_flow
 from interleaf.flows.shard_work import ShardJob, execute_shard
 from interleaf.flows.shards import ShardLedger, iter_shards
+from interleaf.launch import run_from_cli
 from interleaf.seeds import read_seeds
-from interleaf.storage.store import ObjectStore
 from tests.flows.conftest import CountingSetup, make_counting_setup
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -31,6 +33,24 @@ def result_of(state: Any) -> dict[str, Any]:
     data = state.result(raise_on_failure=False)
     assert isinstance(data, dict), f"flow ended without a result: {state!r} {data!r}"
     return data
+
+
+def totals_of(data: dict[str, Any]) -> RunTotals:
+    """The flow result's totals, which must be a valid RunTotals record."""
+    return RunTotals.model_validate(data["totals"])
+
+
+def check_recorded(setup: CountingSetup, data: dict[str, Any], invocations: int) -> RunManifest:
+    """The flow released the run's lock and recorded its invocation with the totals it returned."""
+    store = ObjectStore(data["store"])
+    assert not store.exists(layout.LOCK), "the flow did not release the run's writer lock"
+    manifest = RunManifest.load(store)
+    assert manifest is not None and manifest.run_id == data["run_id"] and manifest.graph_name == data["graph"]
+    assert len(manifest.invocations) == invocations
+    last = manifest.invocations[-1]
+    assert last.outcome == data["outcome"] and last.message == data["message"]
+    assert last.totals.to_dict() == data["totals"]
+    return manifest
 
 
 async def task_runs_of(flow_run_id: UUID) -> dict[str, Any]:
@@ -58,10 +78,16 @@ def test_three_shards_one_fails_once_and_is_retried(counting: CountingSetup) -> 
 
     assert state.is_completed(), state.message
     data = result_of(state)
-    assert data["summary"]["done"] == 6 and data["summary"]["failed"] == 0
+    totals = totals_of(data)
+    assert (totals.seeds, totals.done, totals.failed, totals.pending, totals.skipped) == (6, 6, 0, 0, 0)
+    assert data["outcome"] == "finished" and data["message"] is None and data["graph"] == "counting"
     assert data["shards"] == {"run": 3, "skipped": 0, "failed": {}}
     calls = counting.log.calls()
     assert sorted(calls) == ["s0", "s1", "s2", "s3", "s3", "s4", "s5"]
+    # Every call is counted, the failed attempt's too.
+    assert (totals.calls, totals.failed_calls) == (len(calls), 1)
+    manifest = check_recorded(counting, data, invocations=1)
+    assert (manifest.counts.done, manifest.counts.failed, manifest.counts.pending) == (6, 0, 0)
 
     flow_run_id = state.state_details.flow_run_id
     runs = asyncio.run(task_runs_of(flow_run_id))
@@ -73,12 +99,16 @@ def test_three_shards_one_fails_once_and_is_retried(counting: CountingSetup) -> 
     ledger = ShardLedger(ObjectStore(data["store"]))
     records = sorted(ledger.records(), key=lambda r: r.index)
     assert [(r.index, r.status, r.attempts) for r in records] == [(0, "done", 1), (1, "done", 2), (2, "done", 1)]
-    # The retried shard counts its dialogues once, although s2 was "skipped" by the second attempt.
-    assert records[1].summary["done"] == 2
+    # The retried shard counts its dialogues once, although s2 was "skipped" by the second attempt,
+    # and the calls of both attempts (s2, s3 failed; then s3 again).
+    assert (records[1].totals.done, records[1].totals.failed, records[1].totals.skipped) == (2, 0, 0)
+    assert (records[1].totals.calls, records[1].totals.failed_calls) == (3, 1)
+    assert [r.totals.calls for r in records] == [2, 3, 2]
 
     artifacts = asyncio.run(artifacts_of(flow_run_id))
     report = next(a for a in artifacts if a.type == "markdown")
-    assert report.key == "interleaf-counting"
+    assert report.key == artifact_key("counting", ObjectStore(counting.out).uri)  # one history per output
+    assert report.key.startswith(f"interleaf-counting-{counting.out.name}-")
     assert "Shards: 3 run, 0 skipped (finished earlier), 0 failed." in report.data
     table = next(a for a in artifacts if a.type == "table")
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
@@ -94,17 +124,20 @@ def test_rerun_skips_finished_shards_in_and_outside_prefect(counting: CountingSe
     assert second.is_completed(), second.message
     data = result_of(second)
     assert len(counting.log.calls()) == 6, "a finished shard ran again"
-    assert data["summary"]["skipped"] == 6 and data["summary"]["done"] == 0
+    totals = totals_of(data)
+    assert (totals.seeds, totals.skipped, totals.done, totals.failed, totals.calls) == (6, 6, 0, 0, 0)
     assert data["shards"]["skipped"] == 3 and data["shards"]["run"] == 0
+    check_recorded(counting, data, invocations=2)
 
     # Outside Prefect: the shard function itself consults the same ledger.
     info = result_of(first)
     records = ShardLedger(ObjectStore(info["store"])).records()
     shard = next(iter_shards(read_seeds(counting.seeds), 2))
-    job = ShardJob(graph=str(counting.graph), out=str(counting.out), store=None, seeds=str(counting.seeds),
+    job = ShardJob(graph=str(counting.graph), store=info["store"], seeds=str(counting.seeds),
                    graph_hash=records[0].graph_hash)
     outcome = asyncio.run(execute_shard(job, shard))
     assert outcome.skipped and len(counting.log.calls()) == 6
+    assert outcome.record.key == shard.cache_key(job.graph_hash) and outcome.record.status == "done"
 
     # New seeds appended: only the shard whose content is new runs.
     with counting.seeds.open("a") as fh:
@@ -120,13 +153,22 @@ def test_shard_failing_after_retries_fails_the_flow_and_reruns_next_time(countin
     state = run_flow(counting, shard_retries=0)
     assert state.is_failed()
     data = result_of(state)
-    assert data["summary"]["done"] == 5 and data["summary"]["failed"] == 1
+    totals = totals_of(data)
+    assert (totals.done, totals.failed, totals.pending) == (5, 1, 0)
+    assert totals.failed_reasons == {"RuntimeError": 1} and totals.calls == 6
+    # Failed seeds do not stop the run: it finished, with failures, and says so.
+    assert data["outcome"] == "finished"
     assert list(data["shards"]["failed"]) == ["2"] and "injected failure for seed s4" in data["shards"]["failed"]["2"]
+    manifest = check_recorded(counting, data, invocations=1)
+    assert (manifest.counts.done, manifest.counts.failed, manifest.counts.failed_reasons) == (5, 1, {"RuntimeError": 1})
 
     again = run_flow(counting, shard_retries=0)
     assert again.is_completed(), again.message
-    assert result_of(again)["shards"] == {"run": 1, "skipped": 2, "failed": {}}
+    data = result_of(again)
+    assert data["shards"] == {"run": 1, "skipped": 2, "failed": {}}
     assert counting.log.calls().count("s4") == 2
+    manifest = check_recorded(counting, data, invocations=2)
+    assert (manifest.counts.done, manifest.counts.failed, manifest.counts.pending) == (6, 0, 0)
 
 
 async def create_limit(name: str, size: int) -> None:
@@ -183,10 +225,28 @@ def test_export_step_runs_at_the_end(counting: CountingSetup) -> None:
 
 
 def test_run_generate_is_the_orchestrated_cli_path(counting: CountingSetup) -> None:
-    from interleaf.runner import RunOptions
-
     opts = RunOptions(graph=str(counting.graph), seeds=counting.seeds, out=counting.out, store=None,
                       concurrency=2, limit=5, force_new_run=False, orchestrate=True, shard_size=2, progress=False)
-    summary = run_generate(opts)
-    assert (summary.done, summary.failed) == (5, 0)
+    outcome = run_from_cli(opts)
+    assert (outcome.totals.seeds, outcome.totals.done, outcome.totals.failed, outcome.totals.calls) == (5, 5, 0, 5)
+    assert outcome.outcome == "finished" and outcome.exit_code == 0 and outcome.graph == "counting"
     assert sorted(counting.log.calls()) == ["s0", "s1", "s2", "s3", "s4"]
+    manifest = RunManifest.load(ObjectStore(counting.out))
+    assert manifest is not None and manifest.run_id == outcome.run_id
+    assert not (counting.out / layout.LOCK).exists()
+
+
+def test_calls_of_a_rerun_shard_are_not_counted_again_by_later_invocations(counting: CountingSetup) -> None:
+    """Each invocation records what it sent and finished; the run's totals add up to what was sent in all."""
+    counting.fail_once("s4")
+    first = result_of(run_flow(counting, shard_retries=0))
+    assert totals_of(first).calls == 6
+    second = result_of(run_flow(counting, shard_retries=0))
+    assert len(counting.log.calls()) == 7  # only s4 ran again
+    manifest = check_recorded(counting, second, invocations=2)
+    assert [inv.totals.calls for inv in manifest.invocations] == [6, 1]
+    again = totals_of(second)
+    # This invocation finished s4 only; s5 (same shard) was done by the first one.
+    assert (again.done, again.skipped, again.failed, again.failed_calls) == (1, 5, 0, 0)
+    totals = RunReader.open(second["store"]).totals()
+    assert (totals.calls, totals.failed_calls, totals.done) == (7, 1, 6)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from interleaf.flows.limits import ConcurrencyLimitError, plan_limits
-from interleaf.graphs.compiler import load_graph_text
+from interleaf.graphs.loading import load_graph_text
 
 GRAPH = """\
 name: limits

@@ -42,9 +42,21 @@ def test_parameters_are_flow_parameters(name: str) -> None:
     assert required <= set(dep.get("parameters", {}))
 
 
-def test_nightly_schedule_is_a_cron_with_parameters() -> None:
-    (schedule,) = deployments()["nightly"]["schedules"]
-    assert schedule["cron"] == "0 2 * * *" and schedule["timezone"] == "UTC" and schedule["parameters"]
+def test_nightly_schedule_keeps_its_settings_in_the_deployment() -> None:
+    nightly = deployments()["nightly"]
+    (schedule,) = nightly["schedules"]
+    assert schedule["cron"] == "0 2 * * *" and schedule["timezone"] == "UTC" and schedule["active"] is False
+    # Prefect resets a schedule's own parameters when it is switched on; deployment parameters stay.
+    assert "parameters" not in schedule
+    assert nightly["parameters"]["shard_size"] == 50 and nightly["parameters"]["shard_retries"] == 3
+
+
+@pytest.mark.parametrize("name", ["local", "gpu-k8s", "nightly"])
+def test_one_flow_run_at_a_time_and_heartbeats_on(name: str) -> None:
+    dep = deployments()[name]
+    assert dep["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+    env = dep["work_pool"]["job_variables"]["env"]
+    assert int(env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) > 30 and env["PREFECT_LOGGING_EXTRA_LOGGERS"] == "interleaf"
 
 
 def test_gpu_job_variables_are_defined_by_the_template() -> None:

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from interleaf.flows.shards import Shard, ShardLedger, ShardRecord, iter_shards, shard_cache_key
-from interleaf.state import Seed
-from interleaf.storage.store import ObjectStore
+from interleaf import ObjectStore, RunTotals, Seed, ShardRecord, layout
+from interleaf.flows.shards import Shard, ShardLedger, iter_shards, shard_cache_key
 
 
 def seeds(n: int, prefix: str = "s") -> list[Seed]:
@@ -47,10 +46,14 @@ def test_ledger_round_trip_and_done_only_when_done(tmp_path: Path) -> None:
     key = shard.cache_key("g")
     assert ledger.read(key) is None and not ledger.is_done(key)
     record = ShardRecord(key=key, index=1, graph_hash="g", content_hash=shard.content_hash,
-                         seed_ids=["s0", "s1"], status="failed", summary={"done": 1, "failed": 1}, error="x")
+                         seed_ids=["s0", "s1"], status="failed",
+                         totals=RunTotals(seeds=2, done=1, failed=1, calls=3, failed_reasons={"RuntimeError": 1}),
+                         error="x")
     ledger.write(record)
-    assert (tmp_path / "shards" / f"{key}.json").exists()
+    assert (tmp_path / layout.shard_key(key)).exists()
     assert ledger.read(key) == record and not ledger.is_done(key)
+    assert ShardRecord.load(ObjectStore(tmp_path), key) == record
+    assert ledger.read(key).totals.failed_reasons == {"RuntimeError": 1}  # type: ignore[union-attr]
     ledger.write(record.model_copy(update={"status": "done", "attempts": 2}))
     assert ledger.is_done(key)
     assert [r.attempts for r in ledger.records()] == [2]

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from interleaf.graphs.compiler import builtin_graphs, compile_graph, load_graph, load_graph_text
+from interleaf.graphs.compiler import compile_graph
+from interleaf.graphs.loading import builtin_graphs, load_graph, load_graph_text
 from interleaf.nodes.judging import history_key
 from interleaf.runtime import Runtime
 from interleaf.state import DialogueState, Seed

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from interleaf.errors import SpecError
-from interleaf.graphs.compiler import CompiledGraph, builtin_graphs, compile_graph, load_graph, load_graph_text
+from interleaf.graphs.compiler import CompiledGraph, compile_graph
+from interleaf.graphs.loading import builtin_graphs, load_graph, load_graph_text
 from interleaf.graphs.predicates import HasAlive, MoreTurns, MoreTurnsArgs, NoArgs
 from interleaf.nodes.registry import node_kinds
 from interleaf.registry import Registry

@@ -7,6 +7,7 @@ cannot be written as text files (binary junk, other encodings, alias bombs) are 
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from typer.testing import CliRunner
 
 from interleaf.cli import app
 from interleaf.errors import SpecError
-from interleaf.graphs.compiler import builtin_graphs, compile_graph, load_graph, load_graph_text
+from interleaf.graphs.compiler import compile_graph
+from interleaf.graphs.loading import builtin_graphs, load_graph, load_graph_text
 
 INVALID = Path(__file__).parent / "invalid"
 CASES = sorted(INVALID.glob("*.yaml"))
@@ -158,6 +160,8 @@ def test_validate_as_a_real_process(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "interleaf", "validate", str(bad)],
         capture_output=True, text=True, cwd=REPO, timeout=60,
+        # The test node kinds live in the checkout: named on PYTHONPATH, they are trusted.
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.returncode == 2
     assert proc.stdout == ""

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from interleaf.datasets.reports import SERIES_METADATA_KEY, ScoreTableParams, score_table, write_reports
-from interleaf.graphs.compiler import builtin_graphs, compile_graph, load_graph
+from interleaf.graphs.compiler import compile_graph
+from interleaf.graphs.loading import builtin_graphs, load_graph
 from interleaf.state import Seed
 
 from .run_builtin import DATA, point_models_at, run_graph
@@ -61,8 +62,9 @@ def _expected(states: list[Any], metric: str, threshold: float) -> dict[tuple[st
 async def test_mirage_probe_end_to_end_on_the_simulator(sim: Any, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     point_models_at(monkeypatch, sim.base_url, ROLES)
-    store, summary, states = await run_graph(builtin_graphs()["mirage-probe"], tmp_path / "run", SEEDS)
-    assert summary.done == len(SEEDS) and summary.failed == 0
+    store, totals, states = await run_graph(builtin_graphs()["mirage-probe"], tmp_path / "run", SEEDS)
+    assert totals.done == len(SEEDS) and totals.failed == 0
+    assert totals.calls == sim.requests and totals.failed_calls == 0
 
     for state in states:
         # 3 levels x 2 models, one turn.

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from interleaf.errors import SpecError
-from interleaf.graphs.compiler import compile_graph, load_graph
+from interleaf.graphs.compiler import compile_graph
+from interleaf.graphs.loading import load_graph
 from interleaf.graphs.rubric import RubricNotFound, builtin_rubrics, load_rubric
 from interleaf.models.judge_format import dimensions_in_prompt, parse_judge_output
 from interleaf.nodes.judging import judge_prompt

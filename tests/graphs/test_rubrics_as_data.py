@@ -11,7 +11,8 @@ import pytest
 import interleaf
 from interleaf.datasets.reports import report_kinds
 from interleaf.errors import SpecError
-from interleaf.graphs.compiler import builtin_graphs, compile_graph, load_graph
+from interleaf.graphs.compiler import compile_graph
+from interleaf.graphs.loading import builtin_graphs, load_graph
 from interleaf.graphs.rubric import builtin_rubrics, load_rubric
 from interleaf.nodes.registry import node_kinds
 

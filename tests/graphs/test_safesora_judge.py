@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
+from interleaf import DialogueStatus, open_run
 from interleaf.datasets.reports import write_reports
-from interleaf.graphs.compiler import builtin_graphs, compile_graph, load_graph
+from interleaf.datasets.sim_truth import DEFAULT_DEFECT_RATES
+from interleaf.graphs.compiler import compile_graph
+from interleaf.graphs.loading import builtin_graphs, load_graph
 from interleaf.graphs.rubric import load_rubric
-from interleaf.runner import open_run
 from interleaf.state import DialogueState, Seed
-from interleaf.storage.manifest import status_key
 
 from .run_builtin import DATA, point_models_at, run_graph
 
@@ -73,6 +74,8 @@ def check_pairs(states: list[DialogueState]) -> set[str]:
 
 async def test_safesora_judge_generates_judges_and_pairs(sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          tiny_pipeline_dir: Path) -> None:
+    # The simulator's judge scores from the planted truth: harmlessness pairs need unsafe siblings.
+    sim.configure(defect_rates={**DEFAULT_DEFECT_RATES, "unsafe": 0.5})
     point_models_at(monkeypatch, sim.base_url, {"INTERLEAF_ASSISTANT_MODEL": "assistant",
                                                "INTERLEAF_JUDGE_MODEL": "judge"})
     monkeypatch.setenv("INTERLEAF_T2I_MODEL", str(tiny_pipeline_dir))
@@ -83,8 +86,10 @@ async def test_safesora_judge_generates_judges_and_pairs(sim: Any, tmp_path: Pat
     path.write_text(small, encoding="utf-8")
     seeds = [Seed(id=f"p{i}", prompt=p) for i, p in enumerate(
         ["A fox jumping over a frozen river at dawn", "A street market in the rain", "A robot watering plants"])]
-    _, summary, states = await run_graph(path, tmp_path / "run", seeds)
-    assert summary.done == len(seeds)
+    _, totals, states = await run_graph(path, tmp_path / "run", seeds)
+    assert totals.done == len(seeds) and totals.failed == 0
+    # Every request the simulator received is counted, and nothing else.
+    assert totals.calls == sim.requests and totals.failed_calls == 0
     for state in states:
         assert len(state.nodes) == 2
         for node in state.nodes.values():
@@ -110,8 +115,9 @@ async def test_safesora_judge_import_scores_answers_from_seeds(sim: Any, tmp_pat
         for i, what in enumerate(["a flower", "a house", "a garden"])
     ]
     seeds.append(Seed(id="broken", prompt="Show me a boat", metadata={"answers": [{"text": "ok"}, {"txt": "typo"}]}))
-    store, summary, states = await run_graph("safesora-judge-import", tmp_path / "run", seeds[:3])
-    assert summary.done == 3 and sim.requests_by_model["judge"] == 9
+    store, totals, states = await run_graph("safesora-judge-import", tmp_path / "run", seeds[:3])
+    assert totals.done == 3 and sim.requests_by_model["judge"] == 9
+    assert totals.calls == sim.requests == 9
     assert sim.requests_by_model["assistant"] == 0  # nothing is generated
     for state in states:
         assert sorted(state.nodes) == ["v0.0", "v0.1", "v0.2"]
@@ -129,12 +135,16 @@ async def test_safesora_judge_import_scores_answers_from_seeds(sim: Any, tmp_pat
     assert {line.split(",")[0] for line in csv_text.splitlines()[1:]} == {"gen-a", "gen-b", "gen-c"}
 
     # A seed whose answers do not fit fails alone, naming the field.
-    run = open_run("safesora-judge-import", tmp_path / "run2", None)
+    run = open_run("safesora-judge-import", tmp_path / "run2")
     try:
-        outcome = await run.arun_seeds([seeds[3], seeds[0]])
+        totals = await run.arun_seeds([seeds[3], seeds[0]])
     finally:
         await run.aclose()
-    assert outcome.failed == 1 and outcome.done == 1
-    status = run.store.get_json(status_key("broken"))
-    assert status["status"] == "failed" and "[answers[1].txt]" in status["error"]
-    assert "Extra inputs are not permitted" in status["error"]
+        run.release()
+    assert (totals.seeds, totals.failed, totals.done) == (2, 1, 1)
+    status = DialogueStatus.load(run.store, "broken")
+    assert status is not None and status.status == "failed" and status.error is not None
+    assert "[answers[1].txt]" in status.error and "Extra inputs are not permitted" in status.error
+    assert status.reason is not None and totals.failed_reasons == {status.reason: 1}
+    ok = DialogueStatus.load(run.store, "q0")
+    assert ok is not None and ok.status == "done" and ok.complete > 0

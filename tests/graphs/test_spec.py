@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from interleaf.errors import SpecError
-from interleaf.graphs.compiler import load_graph_text
+from interleaf.graphs.loading import load_graph_text
 from interleaf.graphs.spec import EdgeSpec, GraphSpec, NodeSpec, env_ref_problem, env_refs, resolve_env
 from interleaf.graphs.yamlsource import load_yaml_text
 

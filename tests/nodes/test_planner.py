@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from interleaf.graphs.compiler import load_graph_text
+from interleaf.graphs.loading import load_graph_text
 from interleaf.graphs.spec import NodeSpec
 from interleaf.nodes.base import NodeContext
 from interleaf.nodes.planner import TurnPlanner, TurnPlannerInput, TurnPlannerParams

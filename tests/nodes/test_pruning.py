@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from interleaf.errors import SpecError
-from interleaf.graphs.compiler import compile_graph, load_graph_text
+from interleaf.graphs.compiler import compile_graph
+from interleaf.graphs.loading import load_graph_text
 from interleaf.nodes.pruning import BranchPruner
 
 from .fakes import FakeRuntime, make_node

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
@@ -15,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from interleaf.runner import RunOptions, open_run, run_from_cli
+from interleaf import RunManifest, RunOptions, open_run
+from interleaf.launch import run_from_cli
+from interleaf.run.layout import dialogue_key, open_store, status_key
 from interleaf.seeds import read_seeds
-from interleaf.storage.manifest import dialogue_key, status_key
 from interleaf.storage.store import ObjectStore
 from tests.runner.graphs import chain_graph, count_lines, seeds_file, strip_timings
 
@@ -52,7 +52,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(
     ref_counter = tmp_path / "ref-calls.txt"
     ref_graph = chain_graph(tmp_path / "ref.yaml", ref_counter, delay=0.0, concurrency=CONCURRENCY)
     ref = run_from_cli(RunOptions(graph=str(ref_graph), seeds=seeds, out=tmp_path / "ref", progress=False))
-    assert ref.done == N_SEEDS and count_lines(ref_counter) == total_calls
+    assert ref.totals.done == N_SEEDS and count_lines(ref_counter) == total_calls and ref.exit_code == 0
 
     counter = tmp_path / "calls.txt"
     graph = chain_graph(tmp_path / "g.yaml", counter, delay=DELAY, concurrency=CONCURRENCY)
@@ -82,8 +82,10 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(
     resumed = subprocess.run(_interleaf(args), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "0 failed" in resumed.stdout
+    # The killed writer's lock was left behind; its pid is gone, so the resume took it over.
+    assert "taking over the lock" in resumed.stdout + resumed.stderr
 
-    run_store = ObjectStore(json.loads((out / "run.json").read_text())["store"])
+    run_store = open_store(out)
     ref_store = ObjectStore(tmp_path / "ref")
     ours, theirs = _dialogues(run_store), _dialogues(ref_store)
     assert sorted(ours) == sorted(theirs) == sorted(dialogue_key(f"seed-{i:03d}") for i in range(N_SEEDS))
@@ -98,6 +100,11 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(
     assert sum(calls.values()) == total_calls + repeated
     assert repeated <= CONCURRENCY, f"{repeated} calls repeated; at most {CONCURRENCY} steps were in flight"
     assert max(calls.values()) <= 2
+    # The resumed invocation counts what it sent itself, not the killed process's calls.
+    manifest = RunManifest.load(run_store)
+    assert manifest is not None and len(manifest.invocations) == 1
+    assert manifest.invocations[0].totals.calls == sum(calls.values()) - calls_at_kill
+    assert not run_store.exists("lock.json")
 
 
 async def test_run_finishes_through_an_s3_outage(
@@ -125,6 +132,7 @@ async def test_run_finishes_through_an_s3_outage(
         summary = await asyncio.wait_for(task, timeout=60)
     finally:
         await run.aclose()
+        run.release()
     assert (summary.done, summary.failed) == (n_seeds, 0)
     assert calls_during_outage < n_seeds * 3  # the outage really hit the middle of the run
     assert count_lines(counter) == n_seeds * 3  # writes were retried, no step was redone

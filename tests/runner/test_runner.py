@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from interleaf import RunManifest, RunOptions, RunTotals, open_run
 from interleaf.errors import InterleafError, RunMismatchError
-from interleaf.runner import RunOptions, RunSummary, open_run, run_from_cli
+from interleaf.launch import run_from_cli
+from interleaf.run.layout import dialogue_key, status_key
 from interleaf.seeds import read_seeds
 from interleaf.state import DialogueState
-from interleaf.storage.manifest import RunManifest, dialogue_key, status_key
 from interleaf.storage.store import ObjectStore
 from tests.runner.graphs import chain_graph, count_lines, seeds_file
 
@@ -27,23 +28,25 @@ async def test_run_writes_layout_and_skips_finished_dialogues(tmp_path: Path, st
         summary = await run.arun_seeds(read_seeds(seeds), on_done=lambda s, o: done_events.append((s, o)))
     finally:
         await run.aclose()
+        run.release()
     assert (summary.done, summary.failed, summary.skipped) == (6, 0, 0)
     assert summary.calls == 18 and summary.prompt_tokens == 180 and summary.completion_tokens == 90
-    assert summary.cost is None
+    assert summary.cost is None and summary.unpriced_calls == 18
     assert sorted(done_events) == [(f"seed-{i:03d}", "done") for i in range(6)]
     assert count_lines(counter) == 18
 
     store = ObjectStore(store_uri)
     pointer = json.loads((out / "run.json").read_text())
-    assert pointer == {"store": store.uri, "run_id": run.run_id}
+    assert pointer["run_id"] == run.run_id and ObjectStore(pointer["store"]).uri == store.uri
     manifest = RunManifest.load(store)
-    assert manifest is not None and manifest.seeds_hash and manifest.graph_name == "counter-chain"
+    assert manifest is not None and manifest.seeds_path == str(seeds) and manifest.graph_name == "counter-chain"
     assert store.get_bytes("graph.yaml") == graph.read_bytes()
     state = DialogueState.model_validate(store.get_json(dialogue_key("seed-002")))
     assert state.status == "done" and sorted(state.nodes) == ["step0", "step1", "step2"]
     assert state.seed.metadata == {"topic": 2}
     status = store.get_json(status_key("seed-002"))
-    assert status["status"] == "done" and status["calls"] == 3
+    assert status["status"] == "done" and status["totals"]["calls"] == 3 and status["complete"] == 3
+    assert not store.exists("lock.json")  # released
 
     # Same command again (store found through out/run.json): nothing is redone.
     again = open_run(graph, out, None, seeds_path=seeds)
@@ -52,6 +55,7 @@ async def test_run_writes_layout_and_skips_finished_dialogues(tmp_path: Path, st
         second = await again.arun_seeds(read_seeds(seeds))
     finally:
         await again.aclose()
+        again.release()
     assert (second.done, second.skipped, second.calls) == (0, 6, 0)
     assert count_lines(counter) == 18
 
@@ -65,6 +69,7 @@ async def test_failing_dialogue_is_recorded_and_the_batch_goes_on(tmp_path: Path
         summary = await run.arun_seeds(read_seeds(seeds), concurrency=2)
     finally:
         await run.aclose()
+        run.release()
     assert (summary.done, summary.failed) == (3, 1)
     assert summary.failed_reasons == {"RuntimeError": 1}
     status = run.store.get_json(status_key("seed-001"))
@@ -78,38 +83,43 @@ def test_other_graph_is_refused_unless_forced(tmp_path: Path) -> None:
     seeds = seeds_file(tmp_path / "seeds.jsonl", 2)
     g1 = chain_graph(tmp_path / "g1.yaml", counter, steps=2, delay=0.001)
     g2 = chain_graph(tmp_path / "g2.yaml", counter, steps=3, delay=0.001)
-    first = run_from_cli(RunOptions(graph=str(g1), seeds=seeds, out=out, progress=False))
-    assert first.done == 2
-    old_id = json.loads((out / "run.json").read_text())["run_id"]
+    first = run_from_cli(RunOptions(graph=str(g1), seeds=seeds, out=out, progress=False, preflight=False))
+    assert first.totals.done == 2 and first.exit_code == 0
+    old_id = first.run_id
+    assert not (out / "run.json").exists()  # the folder is the run: no pointer to go stale when moved
     with pytest.raises(RunMismatchError, match="force-new-run"):
         open_run(g2, out, None)
-    second = run_from_cli(RunOptions(graph=str(g2), seeds=seeds, out=out, force_new_run=True, progress=False))
-    assert (second.done, second.skipped) == (2, 0)
+    second = run_from_cli(RunOptions(graph=str(g2), seeds=seeds, out=out, force_new_run=True, progress=False,
+                                     preflight=False))
+    assert (second.totals.done, second.totals.skipped) == (2, 0)
     manifest = RunManifest.load(ObjectStore(out))
     assert manifest is not None and manifest.run_id != old_id
-    assert manifest.counts["done"] == 2 and len(manifest.invocations) == 1
+    assert manifest.counts.done == 2 and len(manifest.invocations) == 1
+    assert manifest.invocations[0].totals.calls == 6 and manifest.invocations[0].outcome == "finished"
 
 
 def test_cli_progress_and_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     counter = tmp_path / "calls.txt"
     graph = chain_graph(tmp_path / "g.yaml", counter, steps=1, delay=0.001)
     seeds = seeds_file(tmp_path / "seeds.jsonl", 5)
-    summary = run_from_cli(RunOptions(graph=str(graph), seeds=seeds, out=tmp_path / "out", limit=3, progress=True))
-    assert summary.done == 3 and count_lines(counter) == 3
+    outcome = run_from_cli(RunOptions(graph=str(graph), seeds=seeds, out=tmp_path / "out", limit=3, progress=True,
+                                      preflight=False))
+    assert outcome.totals.done == 3 and count_lines(counter) == 3
     assert "3/3" in capsys.readouterr().err
 
 
-def test_summary_merge_describe_and_dict() -> None:
-    a = RunSummary(done=2, calls=5, prompt_tokens=10, failed_reasons={"X": 1}, pruned_reasons={"low": 2})
-    b = RunSummary(done=1, failed=1, calls=2, cost=0.5, failed_reasons={"X": 2, "Y": 1})
+def test_totals_merge_describe_and_dict() -> None:
+    a = RunTotals(done=2, calls=5, prompt_tokens=10, failed_reasons={"X": 1}, pruned_branches={"low": 2})
+    b = RunTotals(done=1, failed=1, calls=2, cost=0.5, unpriced_calls=1, failed_reasons={"X": 2, "Y": 1})
     c = a.merge(b)
     assert (c.done, c.failed, c.calls, c.prompt_tokens, c.cost) == (3, 1, 7, 10, 0.5)
-    assert c.failed_reasons == {"X": 3, "Y": 1} and c.pruned_reasons == {"low": 2}
-    assert a.done == 2  # merge returns a new summary
-    assert RunSummary().merge(RunSummary()).cost is None
+    assert c.failed_reasons == {"X": 3, "Y": 1} and c.pruned_branches == {"low": 2}
+    assert a.done == 2  # merge returns a new record
+    assert RunTotals().merge(RunTotals()).cost is None
     text = c.describe()
     assert "3 done, 1 failed" in text and "X x3" in text and "$0.5000" in text
-    assert RunSummary(**c.to_dict()) == c
+    assert "+1 calls without a known price" in text  # a known part of the cost is never shown as the whole
+    assert RunTotals(**c.to_dict()) == c
 
 
 async def test_sqlite_checkpoints_for_one_machine_runs(tmp_path: Path) -> None:
@@ -121,6 +131,7 @@ async def test_sqlite_checkpoints_for_one_machine_runs(tmp_path: Path) -> None:
         summary = await run.arun_seeds(read_seeds(seeds))
     finally:
         await run.aclose()
+        run.release()
     assert (summary.done, summary.failed) == (2, 1)
     assert (tmp_path / "out" / "checkpoints.sqlite").is_file()
     assert not run.store.list("checkpoints")
@@ -152,7 +163,29 @@ async def test_resume_applies_writes_saved_after_the_last_checkpoint(tmp_path: P
         summary = await run.arun_seeds(read_seeds(seeds))
     finally:
         await run.aclose()
+        run.release()
     assert summary.done == 1
     state = DialogueState.model_validate(run.store.get_json(dialogue_key("seed-000")))
     assert sorted(state.nodes) == ["step0", "step1", "step2"]
     assert count_lines(counter) - calls_before == 1  # step2 ran; step1's saved result was reused
+
+
+async def test_a_requested_stop_ends_the_batch_without_waiting_for_busy_slots(tmp_path: Path) -> None:
+    import asyncio
+
+    counter = tmp_path / "calls.txt"
+    graph = chain_graph(tmp_path / "g.yaml", counter, steps=1, delay=5.0, concurrency=2)
+    seeds = seeds_file(tmp_path / "seeds.jsonl", 6)
+    run = open_run(graph, tmp_path / "out", None)
+    try:
+        batch = asyncio.create_task(run.arun_seeds(read_seeds(seeds)))
+        await asyncio.sleep(0.5)  # two dialogues in flight, four waiting for a slot
+        started = asyncio.get_running_loop().time()
+        run.request_stop("test stop")
+        totals = await asyncio.wait_for(batch, timeout=5)
+        assert asyncio.get_running_loop().time() - started < 2
+    finally:
+        await run.aclose()
+        run.release()
+    assert (totals.seeds, totals.done, totals.failed, totals.pending) == (6, 0, 0, 6)
+    assert run.stop_reason == "test stop" and count_lines(counter) == 0

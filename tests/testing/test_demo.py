@@ -2,11 +2,11 @@ import json
 from pathlib import Path
 
 from interleaf.state import DialogueState
-from interleaf.testing.demo import DEMO_SEEDS, demo_graph, run_demo
+from interleaf.testing.demo import DEMO_NOTE, DEMO_SEEDS, demo_graph, run_demo
 
 
 def test_demo_graph_copy_shrinks_only_the_image_tools(tmp_path: Path) -> None:
-    from interleaf.graphs.compiler import load_graph
+    from interleaf.graphs.loading import load_graph
 
     original, _ = load_graph("intermt")
     copy, _ = load_graph(demo_graph("intermt", tmp_path / "g.yaml", image_size=32, steps=1))
@@ -26,9 +26,12 @@ def test_demo_runs_a_builtin_graph_offline_and_resumes(tmp_path: Path) -> None:
         (tmp_path / img).write_bytes((DEMO_SEEDS.parent / img).read_bytes())
 
     out = tmp_path / "run"
-    summary = run_demo(out, graph="intermt-lite", seeds=seeds, progress=False)
-    assert (summary.done, summary.failed) == (1, 0)
-    assert summary.calls > 0
+    outcome = run_demo(out, graph="intermt-lite", seeds=seeds, progress=False)
+    assert outcome.outcome == "finished" and outcome.exit_code == 0, outcome.describe()
+    assert (outcome.totals.seeds, outcome.totals.done, outcome.totals.failed, outcome.totals.pending) == (1, 1, 0, 0)
+    assert outcome.totals.calls > 0 and outcome.totals.failed_calls == 0
+    # The summary tells the truth about the demo's data.
+    assert DEMO_NOTE in outcome.describe() and "scripted" in DEMO_NOTE and "random-weight" in DEMO_NOTE
 
     (dialogue,) = (out / "dialogues").glob("*.json")
     state = DialogueState.model_validate_json(dialogue.read_text(encoding="utf-8"))
@@ -37,4 +40,5 @@ def test_demo_runs_a_builtin_graph_offline_and_resumes(tmp_path: Path) -> None:
     assert state.pairs, "the lite graph should still produce preference pairs"
     # The simulator was only reachable inside the demo; a rerun must not need it.
     again = run_demo(out, graph="intermt-lite", seeds=seeds, progress=False)
-    assert (again.done, again.skipped, again.calls) == (0, 1, 0)
+    assert (again.totals.done, again.totals.skipped, again.totals.calls) == (0, 1, 0)
+    assert again.exit_code == 0 and again.run_id == outcome.run_id

@@ -94,3 +94,36 @@ def test_streaming_answer(sim: Simulator) -> None:
     assert lines[-1] == "data: [DONE]"
     text = "".join(json.loads(ln[6:])["choices"][0]["delta"].get("content", "") for ln in lines[:-1])
     assert text == whole
+
+
+def test_defect_rates_and_judge_noise_are_options_of_the_server() -> None:
+    from interleaf.datasets.sim_truth import DEFAULT_DEFECT_RATES, DEFECT_KINDS, canonical_markup, read_answer
+
+    msgs = [{"role": "system", "content": "Answer with <Image, a caption> markers."},
+            {"role": "user", "content": "Draw a lighthouse at night."}]
+    with Simulator(seed=1) as own:
+        assert own.defect_rates == DEFAULT_DEFECT_RATES and own.judge_noise == 0.0
+        own.configure(defect_rates={"truncated": 1.0})
+        assert own.defect_rates == {**dict.fromkeys(DEFECT_KINDS, 0.0), "truncated": 1.0}
+        cut = _post(own, "assistant", msgs).json()["choices"][0]
+        # A truncated answer looks like one cut at the token limit.
+        assert cut["finish_reason"] == "length"
+        assert read_answer(canonical_markup(cut["message"]["content"])).defects == {"truncated"}  # type: ignore[union-attr]
+        own.configure(defect_rates={})
+        clean = _post(own, "assistant", msgs).json()["choices"][0]
+        assert clean["finish_reason"] == "stop" and clean["message"]["content"].endswith((".", "?"))
+        assert read_answer(canonical_markup(clean["message"]["content"])).defects == frozenset()  # type: ignore[union-attr]
+        with pytest.raises(ValueError, match="unknown defect kinds"):
+            own.configure(defect_rates={"blurry": 0.5})
+        with pytest.raises(ValueError, match="judge_noise"):
+            own.configure(judge_noise=1.5)
+    assert Simulator(defect_rates={"off_topic": 0.5}, judge_noise=0.2).options().judge_noise == 0.2
+
+
+def test_answers_name_the_subject_and_markers_follow_what_the_text_announces(sim: Simulator) -> None:
+    msgs = [{"role": "user", "content": "Design a simple logo for a bakery called Morning Crumb."}]
+    for seed in range(6):
+        text = _post(sim, "assistant", msgs, seed=seed).json()["choices"][0]["message"]["content"]
+        assert "logo" in text and "Morning Crumb" in text
+        for marker in parse_markers(text):
+            assert text[:marker.start].rstrip().endswith(":")

@@ -12,10 +12,12 @@ from PIL import Image
 from pydantic import ValidationError
 
 from interleaf.errors import SpecError
-from interleaf.graphs.compiler import compile_graph, load_graph
+from interleaf.graphs.compiler import compile_graph
+from interleaf.graphs.loading import load_graph
 from interleaf.imaging.pool import pipeline_pool
 from interleaf.imaging.references import bind_dialogue_images
 from interleaf.imaging.seeding import derive_image_seed
+from interleaf.run.totals import CallLedger, using_ledger
 from interleaf.runtime import Runtime
 from interleaf.storage.store import ObjectStore
 from interleaf.tools.base import ToolContext, ToolError, tool_kinds, validate_tool_spec
@@ -58,7 +60,7 @@ def _ctx(
 
 def _gen(model: Path | str, **params: object) -> GenerateImage:
     settings = {"model": str(model), "steps": 2, "size": 32, "guidance": 4.0, **params}
-    return GenerateImage("draw", GenerateImageParams.model_validate(settings), None)
+    return GenerateImage("draw", GenerateImageParams.model_validate(settings))
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -169,11 +171,15 @@ async def test_sixteen_dialogues_share_at_most_three_pipeline_calls(
     tool = _gen(tiny_pipeline_dir, max_batch=8, max_wait_ms=50)
     loaded = await tool.loaded()
     before = loaded.calls
-    outs = await asyncio.gather(
-        *(tool(tool.Input(prompt=f"scene {i}"), _ctx(image_store, dialogue=f"dlg-{i}")) for i in range(16))
-    )
+    ledger = CallLedger()
+    with using_ledger(ledger):
+        outs = await asyncio.gather(
+            *(tool(tool.Input(prompt=f"scene {i}"), _ctx(image_store, dialogue=f"dlg-{i}")) for i in range(16))
+        )
     assert loaded.calls - before <= 3
     assert len({o.image.sha256 for o in outs}) == 16
+    # Every image made is counted in the run's totals (and no model call is).
+    assert (ledger.totals.images, ledger.totals.calls) == (16, 0)
     assert len(image_store.list("blobs")) >= 16
 
 
@@ -189,7 +195,6 @@ async def test_img2img_edits_a_stored_image(tiny_pipeline_dir: Path, image_store
     edit = EditImage(
         "retouch",
         EditImageParams.model_validate({"model": str(tiny_pipeline_dir), "steps": 4, "size": 32, "strength": 0.5}),
-        None,
     )
     ctx = _ctx(image_store, index=1)
     by_uri = await edit(edit.Input(image=source.image.uri, instruction="paint the door red"), ctx)
@@ -212,7 +217,6 @@ async def test_instruct_pix2pix_edits(tiny_pix2pix_dir: Path, image_store: Objec
         EditImageParams.model_validate(
             {"model": str(tiny_pix2pix_dir), "pipeline": "instruct_pix2pix", "steps": 2, "size": 32}
         ),
-        None,
     )
     out = await edit(edit.Input(image=image_store.url(key), instruction="add snow"), _ctx(image_store))
     assert out.params["pipeline"] == "instruct_pix2pix" and out.params["image_guidance"] == 1.5
@@ -223,7 +227,6 @@ async def test_a_bad_request_fails_only_its_own_branch(tiny_pipeline_dir: Path, 
     edit = EditImage(
         "retouch",
         EditImageParams.model_validate({"model": str(tiny_pipeline_dir), "steps": 2, "size": 32, "max_wait_ms": 50}),
-        None,
     )
     good, _ = image_store.put_blob(_solid_png((10, 200, 30)), "png")
     broken, _ = image_store.put_blob(b"this is text, not a picture", "png")

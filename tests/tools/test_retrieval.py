@@ -6,8 +6,7 @@ import pytest
 from PIL import Image
 
 from interleaf.errors import SpecError
-from interleaf.graphs.spec import GraphSpec, ToolSpec
-from interleaf.runtime import Runtime
+from interleaf.graphs.spec import ToolSpec
 from interleaf.storage.store import ObjectStore
 from interleaf.tools.base import ToolContext, ToolError, build_tool
 from interleaf.tools.retrieval import RetrieveImage, RetrieveImageInput
@@ -28,10 +27,9 @@ def _collection(folder: Path) -> Path:
 
 
 def _tool(tmp_path: Path, **params) -> tuple[RetrieveImage, ToolContext]:
-    graph = GraphSpec(name="g", nodes={"n": {"kind": "x"}}, edges=[])
     store = ObjectStore(tmp_path / "store")
-    runtime = Runtime(graph, store=store, spec_dir=tmp_path)
-    tool = build_tool("retrieve", ToolSpec(kind="retrieve_image", **params), runtime)
+    # Relative collection paths resolve against base_dir (the graph file's folder in a run).
+    tool = build_tool("retrieve", ToolSpec(kind="retrieve_image", **params), store=store, base_dir=tmp_path)
     assert isinstance(tool, RetrieveImage)
     ctx = ToolContext(dialogue_id="d", node_id="v0.0", index=0, run_seed=0, store=store)
     return tool, ctx

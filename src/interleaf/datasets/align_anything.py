@@ -1,15 +1,35 @@
-"""align-anything's text-image-to-text-image preference rows.
+"""align-anything's text-image-to-text-image preference rows (template ``ti2ti_preference``).
 
-``train.json`` is a JSON list of ``{input_text, input_image, better_text, better_img, worse_text,
-worse_img}`` rows (plus ``id``, ``level``, ``seed_id`` and the per-dimension ``preference``, which
-its loaders ignore). The history is flattened into ``input_text`` as ``USER: ...`` /
-``ASSISTANT: ...`` lines ending with the question; ``<image>`` stands where each image stood, and
-the ``*_image``/``*_img`` lists hold the image files (``images/<uuid>.png``, relative to the
-export folder) in placeholder order. Ties (overall preference 0) give no row.
+``train.json`` is a JSON list of rows::
 
-A global pair compares two whole dialogues: the input is the history both share up to their
-first different answer, the better/worse text the rest of each dialogue. Dialogues that start
-from different prompts share no input and are left out (the report counts them).
+    {"input_text", "input_image", "better_text", "better_img", "worse_text", "worse_img",
+     "input_text_interleaved", "better_text_interleaved", "worse_text_interleaved",
+     "id", "level", "seed_id", "preference"}
+
+align-anything's ``ti2ti_preference`` template builds each side as ``"<image>" * len(images)
++ text``: every image goes *first*, and the text must hold no ``<image>`` of its own (an
+inline one would give more image tokens than images, which Chameleon/Janus/Anole-style
+processors reject or misalign). So ``input_text``, ``better_text`` and ``worse_text`` are the
+plain text with no placeholder, and ``input_image``/``better_img``/``worse_img`` list the
+image files (``images/<uuid>.png``, relative to the export folder) in the order they appear.
+The ``*_interleaved`` fields keep the same text with ``<image>`` where each image stood, for
+loaders that place images inline (the k-th ``<image>`` is the k-th listed file). A literal
+``<image>`` in a message's own words is written ``[image]``, so the counts always match. The
+other keys are ignored by align-anything's loaders.
+
+The history is flattened as ``USER: ...`` / ``ASSISTANT: ...`` lines ending with the question;
+a single answer is written bare, a multi-turn remainder keeps its role labels. Ties (overall
+preference 0) give no row. A global pair compares two whole dialogues: the input is the
+history both share up to their first different answer, the better/worse text the rest of
+each dialogue. Dialogues that start from different prompts share no input and are left out
+(the report counts them). A run with no decisive pair gives ``[]``.
+
+Example (what the template does with one side of a row)::
+
+    row = {"better_text": "The campsite sits above the bay.  (figure 1) ", "better_img": ["images/1.png"],
+           "better_text_interleaved": "The campsite sits above the bay. <image> (figure 1) "}
+    "<image>" * len(row["better_img"]) + row["better_text"]
+    # '<image>The campsite sits above the bay.  (figure 1) '
 """
 
 from __future__ import annotations
@@ -20,13 +40,32 @@ from typing import Any
 
 from interleaf.datasets.image_files import ImageFiles
 from interleaf.datasets.interleaved import placeholder_text
-from interleaf.datasets.run_reader import RunDataError, RunReader, prepare_out_dir
+from interleaf.datasets.outputs import prepare_out_dir, write_text
 from interleaf.errors import Location
-from interleaf.state import DialogueState, Message, PreferencePair, TreeNode
+from interleaf.run import layout
+from interleaf.run.reader import RunDataError, RunReader
+from interleaf.state import DialogueState, Message, PreferencePair, TextPart, TreeNode
 
 ALIGN_ANYTHING_FILE = "train.json"
 IMAGE_PLACEHOLDER = "<image>"
+#: What a literal ``<image>`` inside a message's own text is written as.
+LITERAL_PLACEHOLDER = "[image]"
+#: The image-list key of each side, as align-anything's loaders spell them.
+IMAGE_KEYS = {"input": "input_image", "better": "better_img", "worse": "worse_img"}
 _ROLE_LABEL = {"user": "USER: ", "assistant": "ASSISTANT: ", "system": "SYSTEM: "}
+
+
+def _escaped(messages: list[Message]) -> list[Message]:
+    """Messages whose own text says ``<image>`` literally get ``[image]`` there instead.
+
+    Otherwise a loader would count one image token more than there are images.
+    """
+    out = []
+    for m in messages:
+        parts = [TextPart(text=p.text.replace(IMAGE_PLACEHOLDER, LITERAL_PLACEHOLDER)) if isinstance(p, TextPart)
+                 else p for p in m.parts]
+        out.append(m.model_copy(update={"parts": parts}))
+    return out
 
 
 def _labelled(messages: list[Message]) -> list[Message]:
@@ -54,7 +93,7 @@ def split_pair(state: DialogueState, pair: PreferencePair) -> tuple[list[Message
         node = state.nodes.get(side)
         if node is None:
             raise RunDataError(f"pair {pair.id!r} names node {side!r}, which is not in the tree",
-                               Location(f"dialogues/{state.seed.id}"), field="pairs")
+                               Location(layout.dialogue_key(state.seed.id)), field="pairs")
         nodes.append(node)
     path_1, path_2 = state.path(nodes[0].id), state.path(nodes[1].id)
     shared = 0
@@ -86,18 +125,27 @@ def export_align_anything(reader: RunReader, out: Path) -> str:
                 continue
             head, side_1, side_2 = split
             better, worse = (side_1, side_2) if pair.overall == 1 else (side_2, side_1)
-            input_text, input_images = placeholder_text(_labelled(head), IMAGE_PLACEHOLDER)
             # A single answer is written bare; a multi-turn remainder keeps its role labels.
-            better_text, better_images = placeholder_text(better if len(better) == 1 else _labelled(better))
-            worse_text, worse_images = placeholder_text(worse if len(worse) == 1 else _labelled(worse))
-            rows.append({
-                "id": pair.id, "seed_id": state.seed.id, "level": pair.level,
-                "input_text": input_text, "input_image": images.paths(input_images),
-                "better_text": better_text, "better_img": images.paths(better_images),
-                "worse_text": worse_text, "worse_img": images.paths(worse_images),
-                "preference": dict(sorted(pair.preference.items())),
-            })
+            sides = {"input": _labelled(head),
+                     "better": better if len(better) == 1 else _labelled(better),
+                     "worse": worse if len(worse) == 1 else _labelled(worse)}
+            row: dict[str, Any] = {"id": pair.id, "seed_id": state.seed.id, "level": pair.level}
+            for side, messages in sides.items():
+                messages = _escaped(messages)
+                interleaved, refs = placeholder_text(messages, IMAGE_PLACEHOLDER)
+                plain, _ = placeholder_text(messages, "")
+                row[f"{side}_text"] = plain
+                row[IMAGE_KEYS[side]] = images.paths(refs)
+                row[f"{side}_text_interleaved"] = interleaved
+            row["preference"] = dict(sorted(pair.preference.items()))
+            # Whose scores decided it (people's annotations or the model judge); loaders ignore extra keys.
+            row["decided_by"] = pair.decided_by
+            better_id, worse_id = ((pair.response_1, pair.response_2) if pair.overall == 1
+                                   else (pair.response_2, pair.response_1))
+            for side, node_id in (("better", better_id), ("worse", worse_id)):
+                row[f"{side}_human_scores"] = [h.model_dump(mode="json") for h in state.nodes[node_id].human_scores]
+            rows.append(row)
     rows.sort(key=lambda r: r["id"])
-    (out / ALIGN_ANYTHING_FILE).write_text(json.dumps(rows, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_text(out / ALIGN_ANYTHING_FILE, json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
     return (f"align-anything: {len(rows)} preference rows ({ties} ties and {unshared} pairs without a shared "
             f"question left out), {images.count} images -> {out / ALIGN_ANYTHING_FILE}")

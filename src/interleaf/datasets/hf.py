@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from interleaf.datasets.image_files import image_uuid
 from interleaf.datasets.interleaved import marked_text
-from interleaf.datasets.run_reader import RunDataError, RunReader, image_extension, prepare_out_dir
+from interleaf.datasets.outputs import prepare_out_dir, staging
 from interleaf.errors import InterleafError, Location
-from interleaf.state import DialogueState, ImageRef, PreferencePair, Score, TreeNode
+from interleaf.run import layout
+from interleaf.run.reader import RunDataError, RunReader, image_extension
+from interleaf.state import DialogueState, HumanScore, ImageRef, PreferencePair, Score, TreeNode
 
 if TYPE_CHECKING:
     import datasets
@@ -34,21 +36,23 @@ def _features() -> dict[str, datasets.Features]:
     from datasets import Features, Image, Value
 
     score = {"dimension": Value("string"), "value": Value("float64"), "reason": Value("string")}
+    # People's scores sit next to the judge's, one record per annotator and dimension.
+    human = {**score, "annotator": Value("string"), "at": Value("float64"), "origin": Value("string")}
     turn = {
         "node_id": Value("string"), "round": Value("int64"), "status": Value("string"),
         "prompt": Value("string"), "prompt_images": [Image()],
-        "response": Value("string"), "response_images": [Image()], "scores": [score],
+        "response": Value("string"), "response_images": [Image()], "scores": [score], "human_scores": [human],
     }
     return {
         "dialogues": Features({
             "id": Value("string"), "seed_id": Value("string"), "leaf_id": Value("string"),
-            "turns": [turn], "dialogue_scores": [score],
+            "turns": [turn], "dialogue_scores": [score], "human_dialogue_scores": [human],
         }),
         "pairs": Features({
             "id": Value("string"), "seed_id": Value("string"), "level": Value("string"),
             "history": [turn], "conversation_1": [turn], "conversation_2": [turn],
             "preference": [{"dimension": Value("string"), "preference": Value("int64"), "reason": Value("string")}],
-            "overall": Value("int64"), "margin": Value("float64"),
+            "overall": Value("int64"), "margin": Value("float64"), "decided_by": Value("string"),
         }),
     }
 
@@ -69,6 +73,11 @@ class _Rows:
     def _scores(scores: dict[str, Score]) -> list[dict[str, Any]]:
         return [{"dimension": k, "value": s.value, "reason": s.reason} for k, s in sorted(scores.items())]
 
+    @staticmethod
+    def _human(scores: list[HumanScore]) -> list[dict[str, Any]]:
+        return [{"dimension": h.dimension, "value": h.value, "reason": h.reason, "annotator": h.annotator,
+                 "at": h.at, "origin": h.origin} for h in scores]
+
     def _turn(self, node: TreeNode) -> dict[str, Any]:
         prompt, prompt_refs = marked_text(node.user, synthesize=False)
         response, response_refs = marked_text(node.assistant, synthesize=True) if node.assistant else ("", [])
@@ -76,7 +85,7 @@ class _Rows:
             "node_id": node.id, "round": node.turn + 1, "status": node.status,
             "prompt": prompt, "prompt_images": [self._image(r) for r in prompt_refs],
             "response": response, "response_images": [self._image(r) for r in response_refs],
-            "scores": self._scores(node.scores),
+            "scores": self._scores(node.scores), "human_scores": self._human(node.human_scores),
         }
 
     def add(self, state: DialogueState) -> None:
@@ -93,6 +102,7 @@ class _Rows:
             self.dialogues.append({
                 "id": f"{state.seed.id}/{leaf_id}", "seed_id": state.seed.id, "leaf_id": leaf_id,
                 "turns": [self._turn(n) for n in state.path(leaf_id)], "dialogue_scores": self._scores(scores),
+                "human_dialogue_scores": self._human(state.human_dialogue_scores.get(leaf_id, [])),
             })
         for pair in sorted(state.pairs, key=lambda p: p.id):
             self.pairs.append(self._pair(state, pair))
@@ -101,7 +111,7 @@ class _Rows:
         for side in (pair.response_1, pair.response_2):
             if side not in state.nodes:
                 raise RunDataError(f"pair {pair.id!r} names node {side!r}, which is not in the tree",
-                                   Location(f"dialogues/{state.seed.id}"), field="pairs")
+                                   Location(layout.dialogue_key(state.seed.id)), field="pairs")
         path_1, path_2 = state.path(pair.response_1), state.path(pair.response_2)
         shared = 0
         while shared < min(len(path_1), len(path_2)) - 1 and path_1[shared].id == path_2[shared].id:
@@ -113,7 +123,7 @@ class _Rows:
             "conversation_2": [self._turn(n) for n in path_2[shared:]],
             "preference": [{"dimension": k, "preference": v, "reason": pair.reasons.get(k, "")}
                            for k, v in sorted(pair.preference.items())],
-            "overall": pair.overall, "margin": pair.margin,
+            "overall": pair.overall, "margin": pair.margin, "decided_by": pair.decided_by,
         }
 
 
@@ -154,43 +164,82 @@ def dataset_card(rows: _Rows, manifest: dict[str, Any], data_files: dict[str, st
         "## Loading\n\n"
         "```python\nimport datasets\n\n"
         "pairs = datasets.load_dataset(\"<this dataset>\", \"pairs\", split=\"train\")\n```\n"
+        + _empty_note(rows)
     )
 
 
+def _empty_note(rows: _Rows) -> str:
+    empty = [name for name in SUBSETS if not getattr(rows, name)]
+    if not empty:
+        return ""
+    names = " and ".join(f"`{n}`" for n in empty)
+    return (f"\n{names} {'has' if len(empty) == 1 else 'have'} no rows: `datasets.load_dataset` refuses an "
+            "empty subset, so load this export with `datasets.load_from_disk(...)` (same features).\n")
+
+
+def _dataset(rows: list[dict[str, Any]], features: datasets.Features) -> datasets.Dataset:
+    """A ``Dataset`` of ``rows`` with exactly ``features``, also when there is no row.
+
+    ``Dataset.from_list([])`` takes its columns from the first row and so has none, which
+    ``features`` then mismatch ("Keys mismatch"); columns named by the features always work.
+    """
+    from datasets import Dataset
+
+    return Dataset.from_dict({name: [row[name] for row in rows] for name in features}, features=features)
+
+
 def export_hf(reader: RunReader, out: Path, push_to_hub: str | None = None) -> str:
-    """Save the ``dialogues`` and ``pairs`` subsets under ``out``; optionally push them to the Hub."""
+    """Save the ``dialogues`` and ``pairs`` subsets under ``out``; optionally push them to the Hub.
+
+    A run with no complete dialogue (empty, or every seed failed) gives empty subsets with the
+    same features, which ``datasets.load_from_disk(out)`` loads; ``datasets.load_dataset``
+    itself refuses a subset with no row ("corresponds to no data"), which the card says.
+    Everything is written into a temporary folder first and moved into ``out`` when complete,
+    so a failed export (:class:`~interleaf.datasets.outputs.OutputError`) leaves an earlier
+    one whole.
+
+    Example::
+
+        export_hf(RunReader.open("runs/demo"), Path("runs/demo/hf"))
+        datasets.load_from_disk("runs/demo/hf")["pairs"]
+    """
     from datasets.utils import logging as ds_logging
 
-    from datasets import Dataset, DatasetDict
+    from datasets import DatasetDict
 
     out = prepare_out_dir(out)
     rows = _Rows(reader)
     for state in reader.dialogues():
         rows.add(state)
     features = _features()
-    subsets = {
-        "dialogues": Dataset.from_list(rows.dialogues, features=features["dialogues"]),
-        "pairs": Dataset.from_list(rows.pairs, features=features["pairs"]),
-    }
+    subsets = {name: _dataset(getattr(rows, name), features[name]) for name in SUBSETS}
     local_files = {name: f"data/{name}.parquet" for name in SUBSETS}
-    (out / "data").mkdir(exist_ok=True)
+    manifest = _manifest_dict(reader)
+    # save_to_disk writes no shard for an empty subset, and load_from_disk then fails: ask for one.
+    shards = {name: 1 for name, ds in subsets.items() if ds.num_rows == 0}
     # Progress bars are process-wide in datasets: silence them for this export only.
     bars_were_on = ds_logging.is_progress_bar_enabled()
     ds_logging.disable_progress_bar()
     try:
-        DatasetDict(subsets).save_to_disk(str(out))
-        for name, ds in subsets.items():
-            ds.to_parquet(str(out / local_files[name]))
+        with staging(out, replace=SUBSETS) as stage:
+            DatasetDict(subsets).save_to_disk(str(stage), num_shards=shards or None)
+            (stage / "data").mkdir()
+            for name, ds in subsets.items():
+                ds.to_parquet(str(stage / local_files[name]))
+            (stage / "README.md").write_text(dataset_card(rows, manifest, local_files), encoding="utf-8")
     finally:
         if bars_were_on:
             ds_logging.enable_progress_bar()
-    manifest = reader.manifest()
-    (out / "README.md").write_text(dataset_card(rows, manifest, local_files), encoding="utf-8")
     report = f"hf: {len(rows.dialogues)} dialogues, {len(rows.pairs)} pairs -> {out}"
     if push_to_hub:
         _push(subsets, dataset_card(rows, manifest, {n: f"{n}/train-*" for n in SUBSETS}), push_to_hub)
         report += f"; pushed to https://huggingface.co/datasets/{push_to_hub}"
     return report
+
+
+def _manifest_dict(reader: RunReader) -> dict[str, Any]:
+    manifest = reader.manifest()
+    return {} if manifest is None else manifest.model_dump(mode="json")
 
 
 def _push(subsets: dict[str, datasets.Dataset], card: str, repo_id: str) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from interleaf.datasets.run_reader import RunReader, image_extension
+from interleaf.datasets.outputs import write_bytes
+from interleaf.run.reader import RunReader, image_extension
 from interleaf.state import ImageRef
 
 #: Names exported images: the same content always gets the same file name, in every export.
@@ -31,9 +32,11 @@ class ImageFiles:
             return known
         rel = f"{self.folder}/{image_uuid(ref)}.{image_extension(ref)}"
         target = self.out / rel
+        # Names are derived from the content, so a file already there (an earlier export into
+        # this folder) holds these bytes; it was written whole (temp file, then rename).
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self.reader.image_bytes(ref))
+            data = self.reader.image_bytes(ref)  # read first: a run error is not an output error
+            write_bytes(target, data)
         self._written[ref.sha256] = rel
         return rel
 

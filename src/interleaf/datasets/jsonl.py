@@ -14,8 +14,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from interleaf.datasets.run_reader import GRAPH_KEY, MANIFEST_KEY, RunReader, images_of, prepare_out_dir
+from interleaf.datasets.outputs import prepare_out_dir, write_bytes, write_text
 from interleaf.errors import LocatedError, Location
+from interleaf.run import layout
+from interleaf.run.reader import RunReader, images_of
 from interleaf.state import DialogueState
 
 DIALOGUES_JSONL = "dialogues.jsonl"
@@ -26,7 +28,12 @@ class JsonlFormatError(LocatedError):
 
 
 def export_jsonl(reader: RunReader, out: Path) -> str:
-    """Write ``dialogues.jsonl``, the images under ``blobs/`` and the run's manifest and graph."""
+    """Write ``dialogues.jsonl``, the images under ``blobs/`` and the run's manifest and graph.
+
+    A run with no stored dialogue (empty, or every seed failed before finishing) gives an
+    empty ``dialogues.jsonl``. Raises :class:`~interleaf.datasets.outputs.OutputError` when
+    ``out`` cannot be written; files already there are replaced only by complete new ones.
+    """
     out = prepare_out_dir(out)
     lines: list[str] = []
     blobs: set[str] = set()
@@ -35,15 +42,13 @@ def export_jsonl(reader: RunReader, out: Path) -> str:
         for ref in images_of(state):
             key = reader.image_key(ref)
             if key not in blobs:
-                target = out / key
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(reader.image_bytes(ref))
+                write_bytes(out / key, reader.image_bytes(ref))
                 blobs.add(key)
-    (out / DIALOGUES_JSONL).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    for key in (MANIFEST_KEY, GRAPH_KEY):
+    write_text(out / DIALOGUES_JSONL, "".join(line + "\n" for line in lines))
+    for key in (layout.MANIFEST, layout.GRAPH):
         data = reader.store.get_bytes_or_none(key)
         if data is not None:
-            (out / key).write_bytes(data)
+            write_bytes(out / key, data)
     return f"jsonl: {len(lines)} dialogue trees, {len(blobs)} images -> {out / DIALOGUES_JSONL}"
 
 

@@ -23,65 +23,30 @@ import io
 import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from interleaf.datasets.outputs import OutputError
 from interleaf.errors import InterleafError, SpecError
-from interleaf.registry import Registry
+from interleaf.graphs.loading import load_graph_text
+from interleaf.graphs.reporting import ReportFile, ReportKind, ReportOutput, check_reports, make_report, report_kinds
+from interleaf.graphs.rubric import Level, RubricNotFound, dimension_hint, load_rubric
+from interleaf.run import layout
 from interleaf.state import DialogueState, NodeStatus, Score, TreeNode
+from interleaf.storage.store import ObjectStore
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from interleaf.graphs.spec import GraphSpec, ReportSpec
-    from interleaf.graphs.yamlsource import YamlDocument
-    from interleaf.storage.store import ObjectStore
+    from interleaf.graphs.spec import GraphSpec
 
-REPORTS_PREFIX = "reports"
 #: PNG text chunk holding the plotted series' labels (JSON list), for readers that cannot see lines.
 SERIES_METADATA_KEY = "interleaf:series"
 #: Keys that name a tree node's own fields rather than one of its tags.
 NODE_FIELDS = ("seed", "turn", "candidate", "status", "id")
-
-
-@dataclass
-class ReportFile:
-    """One file a report writes: a name relative to ``reports/`` and its bytes."""
-
-    name: str
-    data: bytes
-
-
-@dataclass
-class ReportOutput:
-    """What building a report produced: files and the markdown section for the index."""
-
-    files: list[ReportFile] = field(default_factory=list)
-    markdown: str = ""
-
-
-class ReportKind:
-    """Base of report kinds: ``Params`` validates the YAML ``params``; :meth:`build` makes the files."""
-
-    kind: ClassVar[str]
-    Params: ClassVar[type[BaseModel]]
-
-    def __init__(self, name: str, params: BaseModel):
-        self.name = name
-        self.params = params
-
-    def check(self, base_dir: Path | None) -> None:
-        """Checks beyond the params' schema (say, a dimension against a rubric); raise :class:`SpecError`
-        with ``field`` set to the offending ``params.<...>`` path."""
-
-    def build(self, dialogues: Iterable[DialogueState]) -> ReportOutput:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-report_kinds: Registry[type[ReportKind]] = Registry("report kind", "interleaf.reports", ("interleaf.datasets.reports",))
 
 
 # -- score_table ---------------------------------------------------------------------------------
@@ -250,8 +215,6 @@ class ScoreTableReport(ReportKind):
             raise SpecError("'threshold' belongs to aggregate 'rate'", None, "params.threshold")
 
     def check(self, base_dir: Path | None) -> None:
-        from interleaf.graphs.rubric import Level, RubricNotFound, dimension_hint, load_rubric
-
         p = self.params
         if p.rubric is None:
             return
@@ -338,49 +301,12 @@ class ScoreTableReport(ReportKind):
 
 # -- wiring ----------------------------------------------------------------------------------------
 
-def make_report(name: str, spec: ReportSpec) -> ReportKind:
-    """Instantiate a report from its spec; raises ``LookupError`` or ``ValidationError``."""
-    kind = report_kinds.get(spec.kind)
-    if not (isinstance(kind, type) and issubclass(kind, ReportKind)):
-        raise LookupError(f"{spec.kind!r} is not a report kind (a ReportKind subclass)")
-    return kind(name, kind.Params.model_validate(spec.params))
-
-
-def check_reports(spec: GraphSpec, doc: YamlDocument, *, rubrics: bool = True) -> None:
-    """Validate a graph's ``reports``; every problem is a :class:`SpecError` at its YAML line.
-
-    ``rubrics=False`` checks kinds and params only: a run's stored copy of the graph lives away
-    from the folder its relative rubric paths point into.
-    """
-    from interleaf.graphs.compiler import located_validation_error
-
-    base_dir = Path(doc.path).parent
-    for name, rspec in spec.reports.items():
-        where = ("reports", name)
-        try:
-            report = make_report(name, rspec)
-            if rubrics:
-                report.check(base_dir)
-        except LookupError as exc:
-            raise doc.error(str(exc), (*where, "kind")) from None
-        except ValidationError as exc:
-            params_model = report_kinds.get(rspec.kind).Params
-            raise located_validation_error(doc, exc, params_model, (*where, "params")) from None
-        except SpecError as exc:
-            if exc.location is not None or not exc.field:
-                raise
-            path = [int(p) if p.isdigit() else p for p in exc.field.split(".")]
-            raise doc.error(f"report {name!r}: {exc.message}", (*where, *path)) from None
-
-
 def build_reports(spec: GraphSpec, dialogues: Sequence[DialogueState]) -> dict[str, ReportOutput]:
     """Every report of ``spec`` built over ``dialogues`` (no I/O)."""
     return {name: make_report(name, rspec).build(dialogues) for name, rspec in spec.reports.items()}
 
 
 def _open_store(run: str | Path | ObjectStore) -> ObjectStore:
-    from interleaf.storage.store import ObjectStore
-
     return run if isinstance(run, ObjectStore) else ObjectStore(run)
 
 
@@ -388,31 +314,36 @@ def write_reports(run: str | Path | ObjectStore) -> list[str]:
     """Build the reports the run's ``graph.yaml`` declares and write them under ``reports/``.
 
     ``run`` is the run's store root (a path, a URI, or an open :class:`ObjectStore`). Returns the
-    store keys written (empty when the graph declares no reports). Dialogues that failed before
+    store keys written (empty when the graph declares no reports). A run with no dialogue gets
+    reports that say so; a store that cannot be written raises
+    :class:`~interleaf.datasets.outputs.OutputError`. Dialogues that failed before
     finishing have no ``dialogues/<seed>.json`` and are not counted.
     """
-    from interleaf.graphs.compiler import load_graph_text
-    from interleaf.storage.manifest import GRAPH_KEY
-
     store = _open_store(run)
-    raw = store.get_bytes_or_none(GRAPH_KEY)
+    raw = store.get_bytes_or_none(layout.GRAPH)
     if raw is None:
-        raise InterleafError(f"{store.uri}: no {GRAPH_KEY}; is this a run's store root?")
-    spec, doc = load_graph_text(raw.decode("utf-8"), store.url(GRAPH_KEY))
+        raise InterleafError(f"{store.uri}: no {layout.GRAPH}; is this a run's store root?")
+    spec, doc = load_graph_text(raw.decode("utf-8"), store.url(layout.GRAPH))
     if not spec.reports:
         return []
     check_reports(spec, doc, rubrics=False)
-    dialogues = [DialogueState.model_validate(value) for _, value in store.iter_json("dialogues")]
+    dialogues = [DialogueState.model_validate(value) for _, value in store.iter_json(layout.DIALOGUE_PREFIX)]
     written: list[str] = []
     index = [f"# Reports: {spec.name}", "", f"{len(dialogues)} dialogues.", ""]
-    for output in build_reports(spec, dialogues).values():
-        for f in output.files:
-            key = f"{REPORTS_PREFIX}/{f.name}"
-            store.put_bytes(key, f.data)
-            written.append(key)
-        index.append(output.markdown)
-    key = f"{REPORTS_PREFIX}/index.md"
-    store.put_bytes(key, "\n".join(index).encode("utf-8"))
+    outputs = build_reports(spec, dialogues)
+    try:
+        for output in outputs.values():
+            for f in output.files:
+                key = layout.report_key(f.name)
+                store.put_bytes(key, f.data)
+                written.append(key)
+            index.append(output.markdown)
+        key = layout.report_key("index.md")
+        store.put_bytes(key, "\n".join(index).encode("utf-8"))
+    except OSError as exc:
+        if isinstance(exc, InterleafError):  # the store gave up retrying: its own message
+            raise
+        raise OutputError.from_os(store.url(layout.REPORTS_PREFIX), exc) from None
     written.append(key)
     return written
 

@@ -3,6 +3,11 @@
 The Prefect task in :mod:`interleaf.flows.generate` is a thin wrapper around
 :func:`execute_shard`, so calling it directly (a script, a notebook, a test) skips finished
 shards and records new ones exactly as a flow run does.
+
+A shard *attaches* to the run the flow opened (:func:`~interleaf.runner.attach_run`): it
+writes dialogues, statuses, checkpoints and its own shard record, never the run's manifest,
+graph copy, pointer or lock, so parallel shards cannot clobber each other's bookkeeping and a
+worker on another machine writes nothing to its own disk.
 """
 
 from __future__ import annotations
@@ -11,20 +16,22 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from interleaf.errors import InterleafError
 from interleaf.flows.limits import hold_slots
-from interleaf.flows.shards import Shard, ShardLedger, ShardRecord
-
-if TYPE_CHECKING:
-    from interleaf.runner import Run, RunSummary
-    from interleaf.state import Seed
+from interleaf.flows.shards import Shard, ShardLedger
+from interleaf.run.records import ShardRecord
+from interleaf.run.totals import RunTotals
+from interleaf.runner import Run, attach_run, dialogue_errors
+from interleaf.state import Seed
 
 
 class ShardFailedError(InterleafError):
     """Some dialogues of a shard failed; raising makes Prefect retry the shard with backoff."""
+
+
+class ShardStoppedError(InterleafError):
+    """A systemic failure (endpoint down, bad key) stopped the shard; its unfinished seeds stay pending."""
 
 
 @dataclass(frozen=True)
@@ -32,8 +39,7 @@ class ShardJob:
     """The inputs every shard of one flow run shares (plain values: it travels to Dask/Ray workers)."""
 
     graph: str
-    out: str
-    store: str | None
+    store: str
     seeds: str
     graph_hash: str
     concurrency: int | None = None
@@ -48,33 +54,31 @@ class ShardOutcome:
     skipped: bool = False
 
 
-def summary_from_dict(data: dict[str, Any]) -> RunSummary:
-    """Rebuild a :class:`~interleaf.runner.RunSummary` from its ``to_dict()`` form, ignoring unknown keys."""
-    import dataclasses
-
-    from interleaf.runner import RunSummary
-
-    names = {f.name for f in dataclasses.fields(RunSummary)}
-    return RunSummary(**{k: v for k, v in data.items() if k in names})
-
-
-def combine_attempts(previous: RunSummary | None, current: RunSummary) -> RunSummary:
-    """A shard's running total: work of every attempt, failures of the latest one.
+def combine_attempts(previous: RunTotals | None, current: RunTotals) -> RunTotals:
+    """A shard's running total: calls of every attempt, seed outcomes of the latest one.
 
     Dialogues an earlier attempt finished show up as "skipped" in the next attempt; they are
     counted once, as done.
+
+    >>> first = RunTotals(seeds=2, done=1, failed=1, calls=5)
+    >>> again = RunTotals(seeds=2, done=1, skipped=1, calls=3)
+    >>> t = combine_attempts(first, again)
+    >>> (t.done, t.failed, t.skipped, t.calls)
+    (2, 0, 0, 8)
     """
     if previous is None:
         return current
     total = previous.merge(current)
+    total.seeds = current.seeds
     total.failed = current.failed
+    total.pending = current.pending
     total.failed_reasons = current.failed_reasons
     total.skipped = max(0, current.skipped - previous.done)
     return total
 
 
 async def _run_dialogues(run: Run, seeds: Sequence[Seed], concurrency: int | None,
-                         limit_names: Sequence[str]) -> RunSummary:
+                         limit_names: Sequence[str]) -> RunTotals:
     if not limit_names:
         return await run.arun_seeds(seeds, concurrency=concurrency)
     # With shared limits every dialogue takes its slots before it starts, so the slots,
@@ -82,72 +86,78 @@ async def _run_dialogues(run: Run, seeds: Sequence[Seed], concurrency: int | Non
     width = concurrency or run.default_concurrency
     gate = asyncio.Semaphore(width)
 
-    async def one(seed: Seed) -> RunSummary:
+    async def one(seed: Seed) -> RunTotals:
         async with gate, hold_slots(limit_names):
-            return await run.arun_seeds([seed], concurrency=1)
-
-    from interleaf.runner import RunSummary
+            part = await run.arun_seeds([seed], concurrency=1)
+            if _halted(run):
+                raise ShardStoppedError(_halted(run) or "stopped")
+            return part
 
     started = time.perf_counter()
-    parts = await asyncio.gather(*(one(s) for s in seeds))
-    total = RunSummary()
-    for part in parts:
-        total = total.merge(part)
+    results = await asyncio.gather(*(one(s) for s in seeds), return_exceptions=True)
+    stopped = next((r for r in results if isinstance(r, ShardStoppedError)), None)
+    for r in results:
+        if isinstance(r, BaseException) and not isinstance(r, ShardStoppedError):
+            raise r
+    total = RunTotals.sum(r for r in results if isinstance(r, RunTotals))
+    total.seeds = len(seeds)
+    total.pending = len(seeds) - total.done - total.failed - total.skipped
     total.seconds = time.perf_counter() - started  # wall time, not the sum of the dialogues'
+    if stopped is not None and not _halted(run):
+        raise stopped
     return total
 
 
 async def execute_shard(job: ShardJob, shard: Shard) -> ShardOutcome:
-    """Run ``shard`` unless the run's ledger has it done; record the result; raise if dialogues failed."""
-    from interleaf.runner import open_run
+    """Run ``shard`` unless the run's ledger has it done; record the result; raise if dialogues failed.
 
+    Raises :class:`ShardStoppedError` when a systemic failure stopped it (the record says
+    failed, its unfinished seeds pending), :class:`ShardFailedError` when dialogues failed.
+    """
     key = shard.cache_key(job.graph_hash)
-    # The flow opened the run (manifest, seeds hash) already; a shard only resumes it.
-    run = open_run(job.graph, Path(job.out), job.store, concurrency=job.concurrency)
+    run = attach_run(job.graph, job.store, concurrency=job.concurrency)
     try:
         ledger = ShardLedger(run.store)
         previous = ledger.read(key)
         if previous is not None and previous.status == "done":
             return ShardOutcome(record=previous, skipped=True)
-        summary = await _run_dialogues(run, shard.seeds, job.concurrency, job.limit_names)
-        errors = _dialogue_errors(run, shard.seeds) if summary.failed else []
+        try:
+            totals = await _run_dialogues(run, shard.seeds, job.concurrency, job.limit_names)
+        except ShardStoppedError:
+            totals = run.partial_totals()
+            totals.seeds = len(shard.seeds)
+            totals.pending = len(shard.seeds) - totals.done - totals.failed - totals.skipped
+        errors = dialogue_errors(run.store, [s.id for s in shard.seeds]) if totals.failed else []
     finally:
         await run.aclose()
-    total = combine_attempts(summary_from_dict(previous.summary) if previous else None, summary)
-    status = "failed" if summary.failed else "done"
+    total = combine_attempts(previous.totals if previous else None, totals)
     error = None
-    if summary.failed:
-        shown = "; ".join(errors[:3]) or _first_reasons(summary)
-        error = f"{summary.failed} of {len(shard.seeds)} dialogues failed: {shown}"
+    halted = _halted(run)
+    if halted:
+        error = f"stopped with {totals.pending} of {len(shard.seeds)} seeds pending: {halted}"
+    elif totals.failed:
+        shown = "; ".join(errors[:3]) or _first_reasons(totals)
+        error = f"{totals.failed} of {len(shard.seeds)} dialogues failed: {shown}"
     record = ShardRecord(
-        key=key,
-        index=shard.index,
-        graph_hash=job.graph_hash,
-        content_hash=shard.content_hash,
-        seed_ids=[s.id for s in shard.seeds],
-        status=status,
-        attempts=(previous.attempts + 1) if previous else 1,
-        summary=total.to_dict(),
-        error=error,
+        key=key, index=shard.index, graph_hash=job.graph_hash, content_hash=shard.content_hash,
+        seed_ids=[s.id for s in shard.seeds], status="failed" if error else "done",
+        attempts=(previous.attempts + 1) if previous else 1, totals=total, error=error,
     )
     ledger.write(record)
+    if halted:
+        raise ShardStoppedError(f"{shard.name}: {error}")
     if error:
         raise ShardFailedError(f"{shard.name}: {error}")
     return ShardOutcome(record=record)
 
 
-def _dialogue_errors(run: Run, seeds: Sequence[Seed]) -> list[str]:
-    """``seed id: error`` of the shard's failed dialogues, from the run's status index."""
-    from interleaf.storage.manifest import status_key
-
-    out = []
-    for seed in seeds:
-        status = run.store.get_json_or_none(status_key(seed.id))
-        if isinstance(status, dict) and status.get("status") == "failed":
-            out.append(f"{seed.id}: {status.get('error') or status.get('reason') or 'failed'}")
-    return out
+def _halted(run: Run) -> str | None:
+    """Why the run's batches were stopped (an endpoint down, a cancelled flow run), else None."""
+    if run.stopped is not None:
+        return str(run.stopped)
+    return run.stop_reason
 
 
-def _first_reasons(summary: RunSummary, limit: int = 3) -> str:
-    items = sorted(summary.failed_reasons.items(), key=lambda kv: -kv[1])[:limit]
+def _first_reasons(totals: RunTotals, limit: int = 3) -> str:
+    items = sorted(totals.failed_reasons.items(), key=lambda kv: -kv[1])[:limit]
     return "; ".join(f"{reason} x{n}" for reason, n in items) or "no reason recorded"

@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
 
-from pydantic import BaseModel, Field
-
+from interleaf.run.records import ShardRecord
 from interleaf.state import Seed
 from interleaf.storage.store import ObjectStore
-
-SHARD_PREFIX = "shards"
 
 
 def shard_content_hash(seeds: Sequence[Seed]) -> str:
@@ -74,46 +69,24 @@ def iter_shards(seeds: Iterable[Seed], shard_size: int) -> Iterator[Shard]:
         yield Shard.of(index, batch)
 
 
-ShardStatus = Literal["done", "failed"]
-
-
-class ShardRecord(BaseModel):
-    """What is known about one shard after an attempt; ``summary`` adds up all its attempts."""
-
-    key: str
-    index: int
-    graph_hash: str
-    content_hash: str
-    seed_ids: list[str]
-    status: ShardStatus
-    attempts: int = 1
-    summary: dict[str, Any] = Field(default_factory=dict)
-    error: str | None = None
-    finished_at: float = Field(default_factory=time.time)
-
-
 class ShardLedger:
-    """Shard records kept in a run's store under ``shards/<key>.json``."""
+    """Shard records kept in a run's store under ``shards/<key>.json`` (:class:`ShardRecord`)."""
 
     def __init__(self, store: ObjectStore):
         self.store = store
 
-    @staticmethod
-    def key_path(key: str) -> str:
-        return f"{SHARD_PREFIX}/{key}.json"
-
     def read(self, key: str) -> ShardRecord | None:
-        path = self.key_path(key)
-        if not self.store.exists(path):
-            return None
-        return ShardRecord.model_validate(self.store.get_json(path))
+        return ShardRecord.load(self.store, key)
 
     def is_done(self, key: str) -> bool:
         record = self.read(key)
         return record is not None and record.status == "done"
 
     def write(self, record: ShardRecord) -> None:
-        self.store.put_json(self.key_path(record.key), record.model_dump(mode="json"))
+        record.save(self.store)
 
     def records(self) -> list[ShardRecord]:
-        return [ShardRecord.model_validate(v) for _, v in self.store.iter_json(SHARD_PREFIX)]
+        return ShardRecord.load_all(self.store)
+
+
+__all__ = ["Shard", "ShardLedger", "ShardRecord", "iter_shards", "shard_cache_key", "shard_content_hash"]

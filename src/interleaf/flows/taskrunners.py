@@ -17,6 +17,28 @@ if TYPE_CHECKING:
 TaskRunnerName = Literal["threads", "dask", "ray"]
 
 
+_PACKAGES = {
+    "dask": ("prefect_dask", "pip install 'interleaf[dask]'"),
+    "ray": ("prefect_ray", "pip install prefect-ray"),
+}
+
+
+def check_task_runner(name: str) -> None:
+    """Raise before the run starts when ``name``'s package is not installed here.
+
+    >>> check_task_runner("threads")
+    """
+    import importlib.util
+
+    if name == "threads":
+        return
+    if name not in _PACKAGES:
+        raise InterleafError(f"unknown task_runner {name!r} (threads, dask, ray)")
+    module, how = _PACKAGES[name]
+    if importlib.util.find_spec(module) is None:
+        raise InterleafError(f"task_runner {name!r} needs {module.replace('_', '-')}, which is not installed: {how}")
+
+
 def make_task_runner(
     name: TaskRunnerName, max_parallel: int, address: str | None = None
 ) -> TaskRunner[PrefectFuture[Any]]:

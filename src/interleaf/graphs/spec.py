@@ -7,6 +7,8 @@ a value is used (see :func:`resolve_env`), so secrets never get written back out
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from typing import Any, Literal
@@ -79,8 +81,19 @@ class ModelSpec(_Spec):
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Completion params (temperature, ...).")
     max_concurrency: int = Field(default=16, ge=1, le=10_000)
-    timeout: float = Field(default=120.0, gt=0)
+    timeout: float = Field(
+        default=120.0, gt=0,
+        description="Seconds one request may take (each attempt). 120 s fits long multimodal answers; lower it "
+        "for fast endpoints so a hanging one is found sooner.",
+    )
     max_retries: int = Field(default=3, ge=0, le=20, description="Retries after the first attempt.")
+    stop_after_failures: int = Field(
+        default=5, ge=1, le=10_000,
+        description="Stop the run (resumable) after this many systemic failures in a row at this model's "
+        "endpoint: refused or unreachable, timed-out requests, 401/402/403, 404, an unset key variable, or a "
+        "call that gave up on 5xx. Any answer resets the count; failures of one request's content (400, a "
+        "broken answer) never count.",
+    )
     cache: bool = False
     image_transport: Literal["data_url", "url", "auto"] = "data_url"
     max_image_side: int = Field(default=1024, ge=16, le=8192)
@@ -228,3 +241,9 @@ class GraphSpec(_Spec):
         if not value:
             raise ValueError("a graph needs at least one node")
         return value
+
+
+def graph_fingerprint(spec: GraphSpec) -> str:
+    """SHA-256 of the spec's canonical JSON: equal for the same graph however the YAML is laid out."""
+    canonical = json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

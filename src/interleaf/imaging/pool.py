@@ -21,6 +21,8 @@ from interleaf.imaging.devices import resolve_device, resolve_dtype
 from interleaf.imaging.jobs import PIPELINE_KINDS, PipelineKind
 from interleaf.imaging.prompts import PromptFitter
 
+_LOAD_LOCK = threading.Lock()
+
 
 class PipelineLoadError(InterleafError):
     """A diffusers pipeline could not be loaded; the message says which and why."""
@@ -176,6 +178,13 @@ class PipelinePool:
         return None
 
     def _load(self, key: PipelineKey) -> Any:
+        # diffusers is not safe to import or load from two threads at once: a half-initialised
+        # module (ImportError for a name that exists) or a model still on the meta device
+        # ("Cannot copy out of meta tensor"). Loads are rare and slow; one at a time per process.
+        with _LOAD_LOCK:
+            return self._load_locked(key)
+
+    def _load_locked(self, key: PipelineKey) -> Any:
         import torch
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image, DiffusionPipeline
 

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from interleaf.errors import InterleafError
+from interleaf.models.client import ModelCallError
 from interleaf.models.markers import Marker, parse_markers, split_text
 from interleaf.models.messages import dialogue_images, image_label, to_openai_messages
 from interleaf.nodes.base import NodeIO, NodeKind
@@ -185,11 +186,7 @@ class AssistantTurn(NodeKind[AssistantTurnInput, AssistantTurnOutput, AssistantT
             node.assistant = Message(role="assistant", parts=_merge_text(parts))
         except TurnFailed as exc:
             node.status, node.reason = "failed", str(exc)
-        except Exception as exc:
-            from interleaf.models.client import ModelCallError
-
-            if not isinstance(exc, ModelCallError):
-                raise
+        except ModelCallError as exc:  # SystemicFailure is not one: it stops the run instead
             node.status, node.reason = "failed", f"model call failed: {exc.reason}"
         node.provenance.append(
             self.provenance(started, model=model_name, calls=turn.calls, tool_calls=turn.tool_calls,
@@ -224,7 +221,9 @@ class AssistantTurn(NodeKind[AssistantTurnInput, AssistantTurnOutput, AssistantT
             inp = tool.Input.model_validate(args)
             out = await tool(inp, self._tool_context(seed, task, index))
         except InterleafError:
-            raise  # configuration problems (a bad collection file, say) must surface, not be chatted about
+            # Configuration problems (a bad collection file, say) and SystemicFailure must surface,
+            # not be chatted about with the model.
+            raise
         except Exception as exc:
             record.ok = False
             record.error = f"{type(exc).__name__}: {exc}"[:1000]

@@ -25,6 +25,7 @@ from interleaf.models.client import ModelCallError
 from interleaf.nodes.base import NodeIO, NodeKind
 from interleaf.nodes.prompting import chat_messages
 from interleaf.nodes.registry import node_kinds
+from interleaf.seeds import load_seed_images
 from interleaf.state import ImageRef, Message, Prompt, Seed, TextPart
 
 
@@ -208,8 +209,6 @@ class PromptExpansion(NodeKind[PromptExpansionInput, PromptExpansionOutput, Prom
     async def _seed_images(self, seed: Seed) -> list[ImageRef]:
         if not seed.images:
             return []
-        from interleaf.seeds import load_seed_images
-
         return await load_seed_images(seed, self.ctx.runtime.require_store())
 
     def _hint(self, seed: Seed, variant: int) -> str:

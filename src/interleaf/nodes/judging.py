@@ -6,17 +6,17 @@ read a rubric's dimensions (``branch_pruner``, ``preference_pairs``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from interleaf.errors import SpecError
 from interleaf.graphs.rubric import Dimension, Level, Rubric, RubricNotFound, dimension_hint, load_rubric
 from interleaf.models.client import ModelCallError
 from interleaf.models.judge_format import parse_judge_output
 from interleaf.nodes.prompting import chat_messages, merge_text, transcript_parts
-from interleaf.state import ImagePart, Message, ModelCall, Score, TextPart, TreeNode
+from interleaf.state import HumanScore, ImagePart, Message, ModelCall, Score, TextPart, TreeNode
 
 if TYPE_CHECKING:
     from interleaf.nodes.base import NodeContext
@@ -26,6 +26,81 @@ if TYPE_CHECKING:
 def history_key(node: TreeNode) -> str:
     """What siblings under the same history share: the parent id, or the prompt variant at turn 0."""
     return node.id.rsplit(".", 1)[0]
+
+
+#: Whose score wins on a dimension both the judge and people scored (``prefer:`` in a graph's params).
+Prefer = Literal["human", "judge"]
+
+
+@dataclass(frozen=True)
+class ScoreView:
+    """The scores a rule decides on, and which dimensions of them came from people."""
+
+    scores: dict[str, Score]
+    human: frozenset[str] = frozenset()
+
+
+def human_consensus(records: Iterable[HumanScore]) -> dict[str, Score]:
+    """One score per dimension from people's records: the mean over annotators of each one's latest value.
+
+    An annotator who scored a dimension twice (a changed annotation, or a turn task and a pair
+    task) counts once, with the record of the latest ``at``; records without a value are skipped.
+
+    >>> from interleaf.state import HumanScore
+    >>> s = human_consensus([HumanScore(dimension="text_quality", value=3, annotator="a", reason="clear"),
+    ...                      HumanScore(dimension="text_quality", value=2, annotator="b")])
+    >>> s["text_quality"].value
+    2.5
+    """
+    latest: dict[tuple[str, str], tuple[float, int, HumanScore]] = {}
+    for order, r in enumerate(records):
+        if r.value is None:
+            continue
+        key = (r.dimension, r.annotator)
+        rank = (r.at if r.at is not None else float("-inf"), order)
+        if key not in latest or rank >= latest[key][:2]:
+            latest[key] = (*rank, r)
+    by_dim: dict[str, list[HumanScore]] = {}
+    for (dim, _), (_, _, r) in sorted(latest.items()):
+        by_dim.setdefault(dim, []).append(r)
+    out: dict[str, Score] = {}
+    for dim, rs in by_dim.items():
+        values = [float(r.value) for r in rs if r.value is not None]
+        reason = "; ".join(f"{r.annotator} ({r.value:g})" + (f": {r.reason}" if r.reason else "") for r in rs)
+        out[dim] = Score(value=round(sum(values) / len(values), 6), reason=f"human: {reason}")
+    return out
+
+
+def combine_scores(
+    judge: Mapping[str, Score], human: Iterable[HumanScore] = (), prefer: Prefer = "human"
+) -> ScoreView:
+    """Judge scores and people's, one per dimension: ``prefer`` wins where both have a value.
+
+    >>> from interleaf.state import HumanScore, Score
+    >>> judge = {"text_quality": Score(value=1), "context_coherence": Score(value=3)}
+    >>> view = combine_scores(judge, [HumanScore(dimension="text_quality", value=3, annotator="a")])
+    >>> (view.scores["text_quality"].value, view.scores["context_coherence"].value, sorted(view.human))
+    (3.0, 3.0, ['text_quality'])
+    >>> combine_scores(judge, [HumanScore(dimension="text_quality", value=3, annotator="a")], "judge").human
+    frozenset()
+    """
+    people = human_consensus(human)
+    scores = dict(judge)
+    from_people: set[str] = set()
+    for dim, score in people.items():
+        mine = scores.get(dim)
+        judged = mine is not None and mine.value is not None
+        if prefer == "human" or not judged:
+            scores[dim] = score
+            from_people.add(dim)
+    return ScoreView(scores, frozenset(from_people))
+
+
+def node_scores(node: TreeNode, prefer: Prefer = "human") -> ScoreView:
+    """A tree node's judge scores combined with its people's scores (see :func:`combine_scores`)."""
+    if not node.human_scores:
+        return ScoreView(node.scores)
+    return combine_scores(node.scores, node.human_scores, prefer)
 
 
 def node_rubric(ctx: NodeContext, ref: str, param: str = "rubric") -> Rubric:

@@ -9,23 +9,28 @@ an overall preference by the rubric's weights. Selection is data: ``min_margin``
 weighted difference and a cap per seed, largest margins first, ties broken by pair id. With
 ``by_group`` every dimension group of the rubric (say helpfulness vs harmlessness) gets its
 own pairs, with the group name in the pair id.
+
+People's scores (``TreeNode.human_scores``, ``DialogueState.human_dialogue_scores``) count where
+present unless ``prefer: judge``; each pair says in ``decided_by`` whether a person's score
+entered it. The rule is :class:`PairRule`, a pure function of the tree.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from interleaf.errors import SpecError
 from interleaf.graphs.rubric import Level, Rubric
 from interleaf.nodes.base import NodeContext, NodeIO, NodeKind
-from interleaf.nodes.judging import history_key, node_rubric
+from interleaf.nodes.judging import Prefer, ScoreView, combine_scores, history_key, node_rubric, node_scores
 from interleaf.nodes.registry import node_kinds
-from interleaf.state import PreferencePair, Score, Seed, TreeNode
+from interleaf.state import HumanScore, PreferencePair, Score, Seed, TreeNode
 
 
 class PreferencePairsParams(BaseModel):
@@ -40,12 +45,16 @@ class PreferencePairsParams(BaseModel):
     by_group: bool = Field(default=False, description="Make pairs per dimension group of the rubric.")
     include_failed: bool = Field(default=False, description="Let candidates that failed a check be rejected sides.")
     same_depth: bool = Field(default=True, description="Pair only dialogues with the same number of turns.")
+    prefer: Prefer = Field(
+        default="human", description="Whose score counts where an item has both the judge's and people's."
+    )
 
 
 class PreferencePairsInput(NodeIO):
     seed: Seed
     nodes: dict[str, TreeNode]
     dialogue_scores: dict[str, dict[str, Score]]
+    human_dialogue_scores: dict[str, list[HumanScore]] = Field(default_factory=dict)
 
 
 class PreferencePairsOutput(NodeIO):
@@ -91,6 +100,134 @@ def _has_scores(scores: dict[str, Score]) -> bool:
     return any(s.value is not None for s in scores.values())
 
 
+def _decided_by(c: Comparison, *views: ScoreView) -> Literal["judge", "human"]:
+    """``human`` when a person's score entered any dimension the pair was compared on."""
+    compared = set(c.preference)
+    return "human" if any(compared & v.human for v in views) else "judge"
+
+
+@dataclass(frozen=True)
+class PairRule:
+    """The selection rule of a ``preference_pairs`` node as plain data (no graph, no model needed).
+
+    ``interleaf annotate apply`` re-makes a finished tree's pairs with it, with people's scores
+    taking precedence per ``params.prefer``.
+
+    Example:
+        >>> from interleaf.graphs.rubric import load_rubric
+        >>> rule = PairRule.from_params(PreferencePairsParams(), load_rubric("intermt-local"),
+        ...                             load_rubric("intermt-global"))
+        >>> [g for g, _ in rule.groups(rule.local, "turn")]
+        [None]
+    """
+
+    params: PreferencePairsParams
+    local: Rubric
+    global_: Rubric | None = None
+
+    @classmethod
+    def from_params(cls, params: PreferencePairsParams, local: Rubric, global_: Rubric | None) -> PairRule:
+        """Build the rule; ``by_group`` on a rubric without groups is a :class:`SpecError`."""
+        if params.by_group:
+            for param, rubric in (("rubric_local", local), ("rubric_global", global_)):
+                if rubric is not None and not rubric.group_members():
+                    raise SpecError(
+                        f"by_group needs dimension groups, but rubric {rubric.name!r} ({rubric.source}) "
+                        f"declares none (param {param})", None, "params.by_group",
+                    )
+        return cls(params, local, global_)
+
+    def groups(self, rubric: Rubric, level: Level) -> list[tuple[str | None, list[str]]]:
+        """(group name or None, dimension names) to make pairs for."""
+        if self.params.by_group:
+            return [(g, names) for g, names in rubric.group_members().items()
+                    if any(rubric.dimension(n).level == level for n in names)]
+        return [(None, [d.name for d in rubric.dims(level)])]
+
+    def select(self, pairs: list[PreferencePair], limit: int) -> list[PreferencePair]:
+        """Pairs over ``min_margin``, largest margins first (ties by id), at most ``limit``."""
+        kept = [p for p in pairs if p.margin >= self.params.min_margin]
+        kept.sort(key=lambda p: (-p.margin, p.id))
+        return kept[:limit]
+
+    def local_pairs(self, seed: Seed, nodes: Mapping[str, TreeNode]) -> list[PreferencePair]:
+        """Pairs of scored siblings under the same history."""
+        allowed = {"alive", "pruned", "failed"} if self.params.include_failed else {"alive", "pruned"}
+        groups: dict[str, list[tuple[TreeNode, ScoreView]]] = defaultdict(list)
+        for n in sorted(nodes.values(), key=lambda n: n.id):
+            view = node_scores(n, self.params.prefer)
+            if n.status in allowed and n.assistant is not None and _has_scores(view.scores):
+                groups[history_key(n)].append((n, view))
+        out: list[PreferencePair] = []
+        for group, dims in self.groups(self.local, "turn"):
+            found: list[PreferencePair] = []
+            for key in sorted(groups):
+                for (a, va), (b, vb) in combinations(groups[key], 2):
+                    if a.status == "failed" and b.status == "failed":
+                        continue
+                    c = compare(va.scores, vb.scores, self.local, dims)
+                    if c is None:
+                        continue
+                    suffix = f"/{group}" if group else ""
+                    found.append(PreferencePair(
+                        id=f"{seed.id}/local/{a.id}~{b.id}{suffix}", level="local", turn=a.turn, history=a.parent,
+                        response_1=a.id, response_2=b.id, preference=c.preference, overall=c.overall,
+                        margin=c.margin, reasons=c.reasons, decided_by=_decided_by(c, va, vb),
+                    ))
+            out += self.select(found, self.params.max_local_pairs)
+        return out
+
+    def global_pairs(
+        self,
+        seed: Seed,
+        nodes: Mapping[str, TreeNode],
+        scores: Mapping[str, dict[str, Score]],
+        human: Mapping[str, list[HumanScore]] | None = None,
+    ) -> list[PreferencePair]:
+        """Pairs of complete dialogues (alive ends with dialogue scores, the judge's or people's)."""
+        if self.global_ is None:
+            return []
+        global_ = self.global_
+        human = human or {}
+        views: dict[str, ScoreView] = {}
+        for k in sorted(set(scores) | set(human)):
+            if k not in nodes or nodes[k].status != "alive":
+                continue
+            judged = scores.get(k, {})
+            people = human.get(k, [])
+            view = combine_scores(judged, people, self.params.prefer) if people else ScoreView(judged)
+            if _has_scores(view.scores):
+                views[k] = view
+        leaves = [nodes[k] for k in sorted(views)]
+        out: list[PreferencePair] = []
+        for group, dims in self.groups(global_, "dialogue"):
+            found: list[PreferencePair] = []
+            for a, b in combinations(leaves, 2):
+                if self.params.same_depth and a.turn != b.turn:
+                    continue
+                c = compare(views[a.id].scores, views[b.id].scores, global_, dims)
+                if c is None:
+                    continue
+                suffix = f"/{group}" if group else ""
+                found.append(PreferencePair(
+                    id=f"{seed.id}/global/{a.id}~{b.id}{suffix}", level="global", response_1=a.id,
+                    response_2=b.id, preference=c.preference, overall=c.overall, margin=c.margin, reasons=c.reasons,
+                    decided_by=_decided_by(c, views[a.id], views[b.id]),
+                ))
+            out += self.select(found, self.params.max_global_pairs)
+        return out
+
+    def pairs(
+        self,
+        seed: Seed,
+        nodes: Mapping[str, TreeNode],
+        dialogue_scores: Mapping[str, dict[str, Score]],
+        human_dialogue_scores: Mapping[str, list[HumanScore]] | None = None,
+    ) -> list[PreferencePair]:
+        """Local then global pairs of one seed's tree: a pure function of the tree and its scores."""
+        return self.local_pairs(seed, nodes) + self.global_pairs(seed, nodes, dialogue_scores, human_dialogue_scores)
+
+
 @node_kinds.register("preference_pairs")
 class PreferencePairs(NodeKind[PreferencePairsInput, PreferencePairsOutput, PreferencePairsParams]):
     """Local pairs among scored siblings and global pairs among complete dialogues of one seed."""
@@ -99,8 +236,9 @@ class PreferencePairs(NodeKind[PreferencePairsInput, PreferencePairsOutput, Pref
     Input = PreferencePairsInput
     Output = PreferencePairsOutput
     Params = PreferencePairsParams
-    # Without a global judge upstream there are no dialogue scores, and only local pairs.
-    optional_reads = frozenset({"dialogue_scores"})
+    # Without a global judge upstream there are no dialogue scores, and only local pairs; people's
+    # dialogue scores exist only in runs that were annotated (or imported with them).
+    optional_reads = frozenset({"dialogue_scores", "human_dialogue_scores"})
 
     def __init__(self, ctx: NodeContext, params: PreferencePairsParams):
         super().__init__(ctx, params)
@@ -108,77 +246,8 @@ class PreferencePairs(NodeKind[PreferencePairsInput, PreferencePairsOutput, Pref
         self.global_ = (
             node_rubric(ctx, params.rubric_global, "rubric_global") if params.rubric_global is not None else None
         )
-        if params.by_group:
-            for param, rubric in (("rubric_local", self.local), ("rubric_global", self.global_)):
-                if rubric is not None and not rubric.group_members():
-                    raise SpecError(
-                        f"by_group needs dimension groups, but rubric {rubric.name!r} ({rubric.source}) "
-                        f"declares none (param {param})", None, "params.by_group",
-                    )
-
-    def _groups(self, rubric: Rubric, level: Level) -> list[tuple[str | None, list[str]]]:
-        if self.params.by_group:
-            return [(g, names) for g, names in rubric.group_members().items()
-                    if any(rubric.dimension(n).level == level for n in names)]
-        return [(None, [d.name for d in rubric.dims(level)])]
-
-    def _select(self, pairs: list[PreferencePair], limit: int) -> list[PreferencePair]:
-        kept = [p for p in pairs if p.margin >= self.params.min_margin]
-        kept.sort(key=lambda p: (-p.margin, p.id))
-        return kept[:limit]
-
-    def _local(self, seed: Seed, nodes: dict[str, TreeNode]) -> list[PreferencePair]:
-        allowed = {"alive", "pruned", "failed"} if self.params.include_failed else {"alive", "pruned"}
-        groups: dict[str, list[TreeNode]] = defaultdict(list)
-        for n in sorted(nodes.values(), key=lambda n: n.id):
-            if n.status in allowed and n.assistant is not None and _has_scores(n.scores):
-                groups[history_key(n)].append(n)
-        out: list[PreferencePair] = []
-        for group, dims in self._groups(self.local, "turn"):
-            found: list[PreferencePair] = []
-            for key in sorted(groups):
-                for a, b in combinations(groups[key], 2):
-                    if a.status == "failed" and b.status == "failed":
-                        continue
-                    c = compare(a.scores, b.scores, self.local, dims)
-                    if c is None:
-                        continue
-                    suffix = f"/{group}" if group else ""
-                    found.append(PreferencePair(
-                        id=f"{seed.id}/local/{a.id}~{b.id}{suffix}", level="local", turn=a.turn, history=a.parent,
-                        response_1=a.id, response_2=b.id, preference=c.preference, overall=c.overall,
-                        margin=c.margin, reasons=c.reasons,
-                    ))
-            out += self._select(found, self.params.max_local_pairs)
-        return out
-
-    def _global(
-        self, seed: Seed, nodes: dict[str, TreeNode], scores: dict[str, dict[str, Score]]
-    ) -> list[PreferencePair]:
-        leaves = sorted(
-            (nodes[k] for k, s in scores.items() if k in nodes and nodes[k].status == "alive" and _has_scores(s)),
-            key=lambda n: n.id,
-        )
-        out: list[PreferencePair] = []
-        if self.global_ is None:
-            return out
-        global_ = self.global_
-        for group, dims in self._groups(global_, "dialogue"):
-            found: list[PreferencePair] = []
-            for a, b in combinations(leaves, 2):
-                if self.params.same_depth and a.turn != b.turn:
-                    continue
-                c = compare(scores[a.id], scores[b.id], global_, dims)
-                if c is None:
-                    continue
-                suffix = f"/{group}" if group else ""
-                found.append(PreferencePair(
-                    id=f"{seed.id}/global/{a.id}~{b.id}{suffix}", level="global", response_1=a.id,
-                    response_2=b.id, preference=c.preference, overall=c.overall, margin=c.margin, reasons=c.reasons,
-                ))
-            out += self._select(found, self.params.max_global_pairs)
-        return out
+        self.rule = PairRule.from_params(params, self.local, self.global_)
 
     async def run(self, inp: PreferencePairsInput) -> PreferencePairsOutput:
-        pairs = self._local(inp.seed, inp.nodes) + self._global(inp.seed, inp.nodes, inp.dialogue_scores)
+        pairs = self.rule.pairs(inp.seed, inp.nodes, inp.dialogue_scores, inp.human_dialogue_scores)
         return PreferencePairsOutput(pairs=pairs)

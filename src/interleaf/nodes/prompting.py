@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from interleaf.graphs.spec import ModelSpec
+from interleaf.models.messages import to_openai_messages
 from interleaf.state import ImagePart, Message, TextPart
 
 if TYPE_CHECKING:
@@ -47,9 +49,6 @@ def merge_text(parts: Sequence[TextPart | ImagePart]) -> list[TextPart | ImagePa
 
 async def chat_messages(client: Any, messages: Sequence[Message], store: ObjectStore | None) -> list[dict[str, Any]]:
     """OpenAI-format messages for ``client.complete``, images sent as the client's model spec says."""
-    from interleaf.graphs.spec import ModelSpec
-    from interleaf.models.messages import to_openai_messages
-
     spec = getattr(client, "spec", None)
     if not isinstance(spec, ModelSpec):
         spec = ModelSpec(model="unknown")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from interleaf.errors import Location, SeedError
 from interleaf.nodes.base import NodeIO, NodeKind
 from interleaf.nodes.registry import node_kinds
+from interleaf.seeds import load_seed_images
 from interleaf.state import ImagePart, Message, Prompt, Seed, TextPart, TreeNode
 
 
@@ -78,8 +79,6 @@ class SeedAnswers(NodeKind[SeedAnswersInput, SeedAnswersOutput, SeedAnswersParam
         return answers
 
     async def run(self, inp: SeedAnswersInput) -> SeedAnswersOutput:
-        from interleaf.seeds import load_seed_images
-
         seed = inp.seed
         answers = self._answers(seed)
         store = self.ctx.runtime.require_store()

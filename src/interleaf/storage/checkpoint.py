@@ -40,7 +40,7 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 
-from interleaf.storage.store import ObjectStore, safe_segment
+from interleaf.storage.store import ObjectStore, io_executor, safe_segment
 
 T = TypeVar("T")
 
@@ -128,8 +128,6 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
     def _fetch_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if len(keys) <= 1:
             return [self.store.get_bytes_or_none(k) for k in keys]
-        from interleaf.storage.store import io_executor
-
         return list(io_executor().map(self.store.get_bytes_or_none, keys))
 
     def _put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
@@ -137,8 +135,6 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
             for k, v in items:
                 self.store.put_bytes(k, v)
             return
-        from interleaf.storage.store import io_executor
-
         list(io_executor().map(lambda kv: self.store.put_bytes(*kv), items))
 
     def _records_in(self, thread_id: str, ns: str) -> list[tuple[str, str]]:

@@ -75,6 +75,9 @@ def safe_segment(name: str) -> str:
     return f"{cleaned}~{digest}"
 
 
+_BLOB_TAIL = re.compile(r"blobs/sha256/[0-9a-f]{2}/[0-9a-f]{64}\.[A-Za-z0-9]{1,8}$")
+
+
 def blob_key(sha256: str, ext: str) -> str:
     """Content-addressed key: ``blobs/sha256/ab/abcdef....ext``."""
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
@@ -201,9 +204,14 @@ class ObjectStore:
     def key_of(self, url: str) -> str:
         """Inverse of :meth:`url`; raises if ``url`` is outside this store."""
         prefix = self.uri + "/"
-        if not url.startswith(prefix):
-            raise StoreKeyError(f"{url!r} is not inside store {self.uri!r}")
-        return check_key(url[len(prefix):])
+        if url.startswith(prefix):
+            return check_key(url[len(prefix):])
+        # Blobs are content-addressed, so a blob URL recorded before the run was moved or
+        # copied (mv, cp -r, a new bucket) names the same bytes under this root.
+        blob = _BLOB_TAIL.search(url)
+        if blob is not None:
+            return check_key(blob.group(0))
+        raise StoreKeyError(f"{url!r} is not inside store {self.uri!r}")
 
     def local_path(self, key: str) -> Path | None:
         return Path(self.path(key)) if self.is_local else None
@@ -257,6 +265,51 @@ class ObjectStore:
             with suppress(OSError):
                 os.unlink(tmp)
             raise
+
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        """Publish ``data`` under ``key`` only if nothing is there; True when this call created it.
+
+        Local: a complete temporary file is hard-linked to the key (``link`` fails atomically
+        when the name exists, also on NFS), so readers never see a partial object. S3:
+        ``PutObject`` with ``If-None-Match: *``. Other protocols raise ``NotImplementedError``.
+        False can also mean that an earlier, retried attempt of this same call landed.
+
+        Example:
+            >>> store.put_bytes_if_absent("lock.json", b"{}"), store.put_bytes_if_absent("lock.json", b"{}")
+            (True, False)
+        """
+        path = self.path(key)
+        if self.is_local:
+            return self._retrying(f"create {key}", lambda: self._create_local(path, data))
+        if self.protocol not in ("s3", "s3a"):
+            raise NotImplementedError(f"no conditional create for {self.protocol}:// stores")
+
+        def create() -> bool:
+            try:
+                self.fs.pipe_file(path, data, mode="create")
+            except FileExistsError:
+                return False
+            return True
+
+        return self._retrying(f"create {key}", create)
+
+    @staticmethod
+    def _create_local(path: str, data: bytes) -> bool:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}{_TMP_MARK}{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            with suppress(OSError):
+                os.unlink(tmp)
 
     def get_bytes(self, key: str) -> bytes:
         path = self.path(key)

@@ -7,19 +7,53 @@ the requested model name:
 ============  ==========================================================================
 contains      answer
 ============  ==========================================================================
-``judge``     one ``[[dim, reason, \\boxed{n}]]`` line per ``DIMENSIONS:`` entry of the prompt
-``expand``    a rewritten, multi-turn-ready question and a ``SITUATION: ...`` line
-``user``      a follow-up question (sometimes asking to edit an earlier image)
+``judge``     one ``[[dim, reason, \\boxed{n}]]`` line per ``DIMENSIONS:`` entry of the prompt:
+              the simulator's own answers scored from their planted defects, with reasons
+              that name them (or say why a clean answer is good); other text at random,
+              with reasons that fit the score
+``expand``    the seed plus a sentence that sets up the situation, and a ``SITUATION: ...`` line
+``user``      a follow-up building on the last answer: refine, edit an earlier image, ask
+              why, change one detail, or complain about what went wrong in it
 ``malformed`` a tool call with broken JSON arguments; repaired after an error message,
               unless the name also contains ``always``
 ``tool``      native ``tool_calls`` for the offered tools, then a final answer
-otherwise     an assistant answer with 0-2 inline ``<Image, ...>`` markers
+otherwise     an assistant answer grounded in the first question's subject, each
+              ``<Image, ...>`` marker right after a sentence saying what it shows
 ============  ==========================================================================
+
+The texts come from templates (:mod:`interleaf.testing.sim_text`). A share of the assistant's
+answers carries planted defects (``defect_rates``; kinds and defaults in
+:mod:`interleaf.datasets.sim_truth`): a missing image, an image prompt contradicting the text,
+a contradiction with an earlier turn, an off-topic remark, a truncated answer (sent with
+``finish_reason: length``), unsafe content. The truth is never sent or stored: it is read
+back from an answer's content by :func:`interleaf.datasets.sim_truth.planted_defects`, which
+the judge and the pruning-quality report (:mod:`interleaf.datasets.pruning_quality`) share.
+``judge_noise`` makes that share of judge lines wrong on purpose.
 
 Answers are deterministic functions of (seed, model, request messages and sampling
 params), so reruns give identical trees. Faults (429, 500, timeout, malformed JSON,
 truncated body/stream) are drawn per request, so a retried request can succeed.
 Counters: total requests, per model, and the peak number of requests in flight.
+
+Endpoint problems a run must survive or stop on can be switched on too:
+
+- ``api_key``: a request whose ``Authorization: Bearer ...`` differs gets OpenAI's 401;
+- ``models``: a request for another model name gets OpenAI's 404 ``model_not_found``;
+- ``hang_rate``: that share of requests never answers until the client gives up;
+- a :class:`Rule` may answer with any status (``SimAnswer(status=403)``, a 429 with
+  ``headers={"Retry-After": "1"}``).
+
+``GET /stats`` (and :meth:`Simulator.stats`) tells what arrived, for checking a client's
+own accounting against the server's::
+
+    >>> import httpx
+    >>> with Simulator(api_key="sk-right", models=["judge"]) as sim:
+    ...     ok = httpx.post(f"{sim.base_url}/chat/completions", headers={"Authorization": "Bearer sk-right"},
+    ...                     json={"model": "judge", "messages": [{"role": "user", "content": "hi"}]})
+    ...     bad = httpx.post(f"{sim.base_url}/chat/completions", headers={"Authorization": "Bearer sk-wrong"},
+    ...                      json={"model": "judge", "messages": [{"role": "user", "content": "hi"}]})
+    ...     (ok.status_code, bad.status_code, httpx.get(f"http://127.0.0.1:{sim.port}/stats").json())
+    (200, 401, {'requests': 2, 'by_model': {'judge': 2}, 'by_status': {'200': 1, '401': 1}, 'hung': 0})
 """
 
 from __future__ import annotations
@@ -33,13 +67,26 @@ import socket
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import EllipsisType
 from typing import Any
 
 from aiohttp import web
 
-from interleaf.models.judge_format import dimensions_in_prompt, render_line
+from interleaf.datasets.sim_truth import DEFAULT_DEFECT_RATES, DEFECT_KINDS, validate_rates
+from interleaf.models.judge_format import DimensionScale, dimensions_in_prompt, render_line
+from interleaf.testing.sim_text import (
+    AnswerPlan,
+    conversation,
+    expand,
+    follow_up,
+    generic_reason,
+    judge_lines,
+    plan_answer,
+    render_markers,
+    render_placeholders,
+)
 
 FAULT_KINDS: tuple[str, ...] = ("429", "500", "timeout", "malformed_json", "truncated_stream")
 
@@ -52,14 +99,20 @@ SITUATIONS: tuple[str, ...] = (
     "story or scene continuation",
 )
 
-_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]+")
-_STOP = frozenset(
-    "a an and are as at be by can could do for from how i in is it me my of on or please show "
-    "that the this to was what with you your would make draw give tell about".split()
-)
 _PLACEHOLDER = re.compile(r"\[image \d+\]")
 _REPAIR_HINT = "invalid arguments"
 _CREATED = 1_700_000_000
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    """What shapes the scripted answers: the server's ``seed``, the planted ``defect_rates`` (a
+    complete mapping, see :data:`~interleaf.datasets.sim_truth.DEFAULT_DEFECT_RATES`) and the
+    judge's ``judge_noise`` (share of judge lines scored wrong on purpose)."""
+
+    seed: int = 0
+    defect_rates: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_DEFECT_RATES))
+    judge_noise: float = 0.0
 
 
 @dataclass
@@ -71,6 +124,7 @@ class SimRequest:
     tools: list[dict[str, Any]]
     body: dict[str, Any]
     rng: random.Random
+    options: SimOptions = field(default_factory=SimOptions)
 
     def texts(self, role: str | None = None) -> list[str]:
         out = []
@@ -93,14 +147,50 @@ class SimRequest:
     def last_role(self) -> str:
         return str(self.messages[-1].get("role", "")) if self.messages else ""
 
+    @property
+    def plan_seed(self) -> int:
+        """Fixed by the request up to its last real user message (not the tool rounds or re-asks
+        after it), so every round of one answer plans the same answer."""
+        conv_end = 0
+        for i, m in enumerate(self.messages):
+            if m.get("role") == "user" and not _text_of(m.get("content")).lstrip().startswith(
+                    ("Images in your previous answer", "These images could not be made")):
+                conv_end = i + 1
+        body = {**self.body, "messages": _without_image_data(self.messages[:conv_end])}
+        return _seed_for(self.options.seed, self.model, body)
+
+    @property
+    def text_rng(self) -> random.Random:
+        """A generator fixed by the request's text (image bytes left out), for the scripted roles:
+        images from a pipeline may differ in their last bits between runs, the words must not."""
+        body = {**self.body, "messages": _without_image_data(self.messages)}
+        return random.Random(_seed_for(self.options.seed, self.model, body))
+
+
+def _without_image_data(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            content = [{"type": "image_url"} if isinstance(p, dict) and p.get("type") == "image_url" else p
+                       for p in content]
+        out.append({**m, "content": content})
+    return out
+
 
 @dataclass
 class SimAnswer:
-    """What a rule answers: text and/or tool calls (``arguments`` already JSON text)."""
+    """What a rule answers: text and/or tool calls (``arguments`` already JSON text).
+
+    ``status`` other than 200 answers with an OpenAI-shaped error instead (``content`` is its
+    message), with ``headers`` added, e.g. ``SimAnswer(status=429, headers={"Retry-After": "2"})``.
+    """
 
     content: str | None = None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str | None = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -125,84 +215,60 @@ def _image_count(content: Any) -> int:
     return 0
 
 
-def _topic(text: str, rng: random.Random, words: int = 4) -> str:
-    found = [w.lower() for w in _WORD.findall(text) if w.lower() not in _STOP and not w.lower().startswith("image")]
-    if not found:
-        return "the scene"
-    start = rng.randrange(max(1, len(found) - words + 1))
-    return " ".join(found[start:start + words])
-
-
-def _marker(caption: str, rng: random.Random) -> str:
-    style = rng.randrange(3)
-    if style == 0:
-        return f"<Image, {caption}>"
-    if style == 1:
-        return f"<Image: {caption}>"
-    return f"<[Image] {caption}>"
-
-
 def answer_assistant(req: SimRequest) -> SimAnswer:
-    rng = req.rng
-    topic = _topic(req.last_user_text, rng)
-    wants_edit = re.search(r"\bedit\b|\bchange\b|\bmodify\b", req.last_user_text, re.IGNORECASE)
-    opening = rng.choice(["Here is a careful answer about", "Let me walk you through", "Good question about"])
-    pieces = [f"{opening} {topic}."]
-    if wants_edit and req.image_count:
-        n = 1 + rng.randrange(req.image_count)
-        pieces.append(_marker(f"edit of image {n}: {rng.choice(['brighter colours', 'add a sunset', 'make it blue'])}",
-                              rng))
-    for i in range(rng.randrange(3)):
-        style = rng.choice(["a photo of", "an illustration of", "a diagram of", "a sketch of"])
-        pieces.append(f"Step {i + 1} shows {topic}.")
-        pieces.append(_marker(f"{style} {topic}", rng))
-    pieces.append(rng.choice(["I hope this helps.", "Let me know what to change.", "Shall I go on?"]))
-    return SimAnswer(content=" ".join(pieces))
+    """An interleaved answer with ``<Image, ...>`` markers (see :mod:`interleaf.testing.sim_text`)."""
+    conv = conversation(req.messages)
+    plan = plan_answer(conv, random.Random(req.plan_seed), req.options.defect_rates, req.plan_seed)
+    # A truncated answer ends the way a real one cut at the token limit does.
+    return SimAnswer(content=render_markers(plan), finish_reason="length" if "truncated" in plan.defects else None)
 
 
 def answer_expansion(req: SimRequest) -> SimAnswer:
-    rng = req.rng
+    """The seed rewritten into a multi-turn-ready first question, then ``SITUATION: ...``."""
     text = "\n".join(req.texts())
     offered = re.findall(r"^SITUATIONS:\s*(.+)$", text, re.MULTILINE)
     options = [s.strip() for s in offered[-1].split("|") if s.strip()] if offered else list(SITUATIONS)
-    topic = _topic(req.last_user_text, rng, words=6)
-    question = (
-        f"I'd like to explore {topic} step by step. Could you start with an overview and an image, "
-        "so we can refine it together over the next turns?"
-    )
-    return SimAnswer(content=f"{question}\nSITUATION: {rng.choice(options)}")
+    rng = req.text_rng
+    answer = expand(req.last_user_text, options, rng)
+    if "\nSITUATION: " not in answer:
+        # A level rewrite (no situations asked for) still ends with the line the parser strips.
+        answer += f"\nSITUATION: {rng.choice(options)}"
+    return SimAnswer(content=answer)
 
 
 def answer_follow_up(req: SimRequest) -> SimAnswer:
-    rng = req.rng
-    topic = _topic("\n".join(req.texts()), rng)
-    if req.image_count and rng.random() < 0.35:
-        n = 1 + rng.randrange(req.image_count)
-        change = rng.choice(["make the sky darker", "add a small red boat", "use warmer colours"])
-        return SimAnswer(content=f"Nice. Could you edit image {n} so that you {change}?")
-    return SimAnswer(
-        content=rng.choice([
-            f"Can you go deeper into {topic} and show another picture?",
-            f"How would {topic} look from a different angle?",
-            f"What should I pay attention to about {topic}?",
-        ])
-    )
+    """The user's next message, building on the last answer (see :func:`~interleaf.testing.sim_text.follow_up`)."""
+    return SimAnswer(content=follow_up(req.last_user_text, req.text_rng))
 
 
 def answer_judge(req: SimRequest) -> SimAnswer:
+    """One ``[[dim, reason, \\boxed{n}]]`` line per ``DIMENSIONS:`` entry.
+
+    Simulator answers are scored from their planted defects (clean ones at the top of every
+    scale, with the reason why); anything else gets random scores with reasons that fit them.
+    """
     rng = req.rng
     dims = dimensions_in_prompt("\n".join(req.texts()))
     if not dims:
-        return SimAnswer(content=render_line("overall", "no dimensions were given", rng.randint(1, 10)))
-    lines = [
-        render_line(d.name, rng.choice(["clear and relevant", "partly helpful", "images match the text",
-                                        "misses a detail"]), rng.randint(d.low, d.high))
-        for d in dims
-    ]
+        value = rng.randint(1, 10)
+        return SimAnswer(content=render_line("overall", generic_reason("overall", value, DimensionScale(
+            "overall", 1, 10)), value))
+    judged = next((t for t in req.texts("user") if "=== " in t), "")
+    known = judge_lines(judged, dims, rng, noise=req.options.judge_noise, noise_key=req.options.seed)
+    if known is not None:
+        return SimAnswer(content=known)
+    lines = []
+    for d in dims:
+        # Drawn in the order earlier versions drew (a reason, then the score), so runs judged
+        # with this fallback keep their scores.
+        rng.random()
+        value = rng.randint(d.low, d.high)
+        lines.append(render_line(d.name, generic_reason(d.name, value, d), value))
     return SimAnswer(content="\n".join(lines))
 
 
-def _fake_arguments(schema: dict[str, Any], topic: str, image_count: int) -> dict[str, Any]:
+def _fake_arguments(schema: dict[str, Any], caption: str, image_count: int) -> dict[str, Any]:
+    """Arguments for a tool schema: every free-text field gets the image's caption."""
     args: dict[str, Any] = {}
     props = schema.get("properties", {}) or {}
     for name, prop in props.items():
@@ -212,7 +278,7 @@ def _fake_arguments(schema: dict[str, Any], topic: str, image_count: int) -> dic
         elif name == "image":
             args[name] = f"image {max(1, image_count)}"
         elif kind == "string" or kind is None:
-            args[name] = f"an illustration of {topic}"
+            args[name] = caption
         elif kind == "integer":
             args[name] = int(prop.get("minimum", 1))
         elif kind == "number":
@@ -222,9 +288,12 @@ def _fake_arguments(schema: dict[str, Any], topic: str, image_count: int) -> dic
     return args
 
 
-def _tool_results(req: SimRequest) -> list[dict[str, Any]]:
+def _last_round_results(req: SimRequest) -> list[dict[str, Any]]:
+    """The tool results answering the last assistant tool-call message (earlier, repaired rounds left out)."""
+    start = max((i for i, m in enumerate(req.messages) if m.get("role") == "assistant" and m.get("tool_calls")),
+                default=-1)
     results = []
-    for m in req.messages:
+    for m in req.messages[start + 1:]:
         if m.get("role") != "tool":
             continue
         text = _text_of(m.get("content"))
@@ -247,24 +316,35 @@ def _tool_rounds(req: SimRequest) -> int:
     return rounds
 
 
+def _native_plan(req: SimRequest) -> tuple[AnswerPlan, list[str]]:
+    """The answer a tool-using model plans, and the caption each offered tool (up to two) is called with."""
+    conv = conversation(req.messages)
+    plan = plan_answer(conv, random.Random(req.plan_seed), req.options.defect_rates, req.plan_seed, native=True)
+    planned = plan.planned_captions()
+    fallback = f"{plan.subject.phrase}, {plan.style} style"
+    captions = [planned[i] if i < len(planned) else fallback for i in range(len(req.tools[:2]))] if planned else []
+    return plan, captions
+
+
 def _final_after_tools(req: SimRequest) -> SimAnswer:
-    topic = _topic(req.last_user_text, req.rng)
-    parts = [f"Here is what I found about {topic}."]
-    for r in _tool_results(req):
+    plan, captions = _native_plan(req)
+    results: list[tuple[str | None, str]] = []
+    for i, r in enumerate(_last_round_results(req)):
         placeholder = r.get("placeholder")
-        if isinstance(placeholder, str) and _PLACEHOLDER.fullmatch(placeholder):
-            parts.append(f"See {placeholder} for it.")
-        elif "error" in r:
-            parts.append("One of the tools failed, so I describe that part in words instead.")
-    return SimAnswer(content=" ".join(parts), finish_reason="stop")
+        ok = isinstance(placeholder, str) and _PLACEHOLDER.fullmatch(placeholder) is not None
+        results.append((placeholder if ok else None, captions[i] if i < len(captions) else ""))
+    return SimAnswer(content=render_placeholders(plan, results), finish_reason="stop")
 
 
 def _tool_calls(req: SimRequest, broken: bool) -> SimAnswer:
-    topic = _topic(req.last_user_text, req.rng)
+    plan, captions = _native_plan(req)
+    if not captions:
+        # Nothing to picture (a "why" question): answer in words straight away.
+        return SimAnswer(content=render_placeholders(plan, []), finish_reason="stop")
     calls = []
-    for i, tool in enumerate(req.tools[:2]):
+    for i, (tool, caption) in enumerate(zip(req.tools[:2], captions, strict=False)):
         fn = tool.get("function", {})
-        args = _fake_arguments(fn.get("parameters", {}), topic, req.image_count)
+        args = _fake_arguments(fn.get("parameters", {}), caption, req.image_count)
         text = json.dumps(args)
         if broken:
             text = text[: max(1, len(text) // 2)]
@@ -322,8 +402,54 @@ def _usage(req: SimRequest, answer: SimAnswer) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
+_ERROR_TYPES: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+#: How often a hung request looks whether its client has given up (seconds).
+_HANG_POLL = 0.01
+
+
+def error_body(status: int, message: str, *, code: str | None = None) -> dict[str, Any]:
+    """An OpenAI-shaped error body (``{"error": {"message", "type", "param", "code"}}``).
+
+    >>> error_body(404, "no such model")["error"]["code"]
+    'model_not_found'
+    """
+    kind, default_code = _ERROR_TYPES.get(status, ("server_error" if status >= 500 else "invalid_request_error",
+                                                    None))
+    return {"error": {"message": message, "type": kind, "param": None, "code": code or default_code}}
+
+
+def _unit_draw(*parts: object) -> float:
+    """A number in [0, 1) fixed by ``parts`` (the same request draws the same number)."""
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 class Simulator:
-    """The simulator server, run on a background thread; use as a context manager."""
+    """The simulator server, run on a background thread; use as a context manager.
+
+    Options beyond the scripted answers (all changeable later with :meth:`configure`):
+
+    - ``latency``: seconds every chat request waits before its answer;
+    - ``fault_rate`` / ``faults``: that share of requests gets one of the fault kinds;
+    - ``api_key``: when set, a request without ``Authorization: Bearer <api_key>`` gets 401;
+    - ``models``: when set, a request for a model name not in it gets 404 ``model_not_found``;
+    - ``hang_rate``: that share of requests never answers (until the client closes the
+      connection). The draw is fixed by the simulator's ``seed``, the request (as for its
+      answer) and how often that same request arrived before, so a run is repeatable and a
+      retry of a hung request draws afresh.
+
+    Example::
+
+        with Simulator(api_key="sk-test", hang_rate=0.1) as sim:
+            ...  # point a model at sim.base_url
+            print(sim.stats()["hung"])
+    """
 
     def __init__(
         self,
@@ -336,6 +462,11 @@ class Simulator:
         seed: int = 0,
         rules: Iterable[Rule] = (),
         timeout_delay: float = 30.0,
+        api_key: str | None = None,
+        models: Iterable[str] | None = None,
+        hang_rate: float = 0.0,
+        defect_rates: Mapping[str, float] | None = None,
+        judge_noise: float = 0.0,
     ):
         self.host = host
         self.port = port
@@ -345,7 +476,13 @@ class Simulator:
         self.latency = latency
         self.fault_rate = fault_rate
         self.faults: tuple[str, ...] = ()
-        self.configure(latency=latency, fault_rate=fault_rate, faults=faults)
+        self.api_key: str | None = None
+        self.models: frozenset[str] | None = None
+        self.hang_rate = 0.0
+        self.defect_rates: dict[str, float] = dict(DEFAULT_DEFECT_RATES)
+        self.judge_noise = 0.0
+        self.configure(latency=latency, fault_rate=fault_rate, faults=faults, api_key=api_key, models=models,
+                       hang_rate=hang_rate, defect_rates=defect_rates, judge_noise=judge_noise)
         self._lock = threading.Lock()
         self._fault_rng = random.Random(seed)
         self._thread: threading.Thread | None = None
@@ -353,12 +490,23 @@ class Simulator:
         self._runner: web.AppRunner | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
+        self._stopping = False
         self.reset_counters()
 
     # -- configuration and counters ---------------------------------------------------------
     def configure(self, *, latency: float | None = None, fault_rate: float | None = None,
-                  faults: Iterable[str | int] | None = None) -> None:
-        """Change latency / fault injection while running."""
+                  faults: Iterable[str | int] | None = None,
+                  api_key: str | EllipsisType | None = ...,
+                  models: Iterable[str] | EllipsisType | None = ...,
+                  hang_rate: float | None = None,
+                  defect_rates: Mapping[str, float] | None = None,
+                  judge_noise: float | None = None) -> None:
+        """Change latency, fault injection, the required key, the served models, the hang rate,
+        the planted defect rates or the judge's noise while running. ``api_key=None`` /
+        ``models=None`` switch those checks off; leaving an argument out keeps its current value.
+
+        ``defect_rates`` is complete: kinds it does not name get rate 0 (``{}`` plants none;
+        :data:`~interleaf.datasets.sim_truth.DEFAULT_DEFECT_RATES` are the defaults)."""
         if latency is not None:
             if latency < 0:
                 raise ValueError("latency must be >= 0")
@@ -373,24 +521,70 @@ class Simulator:
             if unknown or not kinds:
                 raise ValueError(f"unknown fault kinds {unknown}; choose from {', '.join(FAULT_KINDS)}")
             self.faults = kinds
+        if hang_rate is not None:
+            if not 0.0 <= hang_rate <= 1.0:
+                raise ValueError("hang_rate must be within [0, 1]")
+            self.hang_rate = hang_rate
+        if defect_rates is not None:
+            self.defect_rates = validate_rates(defect_rates)
+        if judge_noise is not None:
+            if not 0.0 <= judge_noise <= 1.0:
+                raise ValueError("judge_noise must be within [0, 1]")
+            self.judge_noise = judge_noise
+        if not isinstance(api_key, EllipsisType):
+            if api_key is not None and not api_key:
+                raise ValueError("api_key must be a non-empty string or None (no check)")
+            self.api_key = api_key
+        if not isinstance(models, EllipsisType):
+            if isinstance(models, str):
+                raise ValueError("models must be a list of model names, not one string")
+            self.models = None if models is None else frozenset(str(m) for m in models)
 
     def add_rule(self, rule: Rule) -> None:
         self.rules.append(rule)
 
     def reset_counters(self) -> None:
+        """Zero every counter (what :meth:`stats` and ``GET /stats`` report, too), and forget how
+        often each request arrived (so hang draws start over as on a fresh server)."""
         with getattr(self, "_lock", threading.Lock()):
             self.requests = 0
             self.completed = 0
             self.in_flight = 0
             self.peak_concurrency = 0
+            self.hung = 0
             self.requests_by_model: Counter[str] = Counter()
+            self.requests_by_status: Counter[str] = Counter()
             self.faults_injected: Counter[str] = Counter()
             self.authorizations: Counter[str] = Counter()
             self.recent: deque[dict[str, Any]] = deque(maxlen=256)
+            self._seen: Counter[int] = Counter()
+
+    def stats(self) -> dict[str, Any]:
+        """What ``GET /stats`` answers: chat-completion requests received (every outcome), by
+        model, by HTTP status answered, and how many were never answered (``hung``: a
+        ``hang_rate`` hang, or a ``timeout`` fault the client gave up on).
+
+        ``requests == sum(by_status.values()) + hung`` once nothing is in flight.
+
+        >>> Simulator().stats()
+        {'requests': 0, 'by_model': {}, 'by_status': {}, 'hung': 0}
+        """
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "by_model": dict(sorted(self.requests_by_model.items())),
+                "by_status": dict(sorted(self.requests_by_status.items())),
+                "hung": self.hung,
+            }
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def stats_url(self) -> str:
+        """Where ``GET /stats`` is served."""
+        return f"http://{self.host}:{self.port}/stats"
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> Simulator:
@@ -402,6 +596,7 @@ class Simulator:
         sock.bind((self.host, self.port))
         sock.listen(1024)
         self.port = sock.getsockname()[1]
+        self._stopping = False
         self._thread = threading.Thread(target=self._serve, args=(sock,), name="interleaf-sim", daemon=True)
         self._thread.start()
         self._ready.wait(timeout=30)
@@ -414,7 +609,8 @@ class Simulator:
         self._loop = loop
         asyncio.set_event_loop(loop)
         try:
-            self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+            # A short shutdown timeout: hung handlers end when their connection closes anyway.
+            self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
             loop.run_until_complete(self._runner.setup())
             loop.run_until_complete(web.SockSite(self._runner, sock).start())
         except BaseException as exc:  # reported to the starting thread
@@ -429,6 +625,7 @@ class Simulator:
     def stop(self) -> None:
         if self._thread is None or self._loop is None:
             return
+        self._stopping = True
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._thread = None
@@ -445,22 +642,64 @@ class Simulator:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/models", self._models)
         app.router.add_get("/health", self._health)
+        app.router.add_get("/stats", self._stats)
         return app
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
-    async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": []})
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
 
-    def _enter(self, model: str, body: dict[str, Any]) -> str | None:
+    async def _models(self, request: web.Request) -> web.Response:
+        denied = self._auth_problem(request)
+        if denied is not None:
+            return web.json_response(error_body(401, denied), status=401)
+        names = sorted(self.models or ())
+        return web.json_response({"object": "list", "data": [
+            {"id": n, "object": "model", "created": _CREATED, "owned_by": "interleaf-sim"} for n in names
+        ]})
+
+    def _auth_problem(self, request: web.Request) -> str | None:
+        """Why the request's credentials are refused (None: accepted). Never echoes the key sent."""
+        if self.api_key is None:
+            return None
+        header = request.headers.get("Authorization", "")
+        if not header:
+            return ("You didn't provide an API key. You need to provide your API key in an Authorization header "
+                    "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+        if header != f"Bearer {self.api_key}":
+            return "Incorrect API key provided (this simulator was started with another api_key)."
+        return None
+
+    def _count_request(self, model: str | None, body: dict[str, Any], authorization: str) -> None:
         with self._lock:
             self.requests += 1
-            self.requests_by_model[model] += 1
+            if model is not None:
+                self.requests_by_model[model] += 1
+            self.authorizations[authorization] += 1
+            self.recent.append({"model": model, "messages": body.get("messages", [])})
+
+    def _answered(self, status: int) -> None:
+        with self._lock:
+            self.requests_by_status[str(status)] += 1
+
+    def _enter(self, model: str, body: dict[str, Any]) -> str | None:
+        """A request that passed the checks is in flight; returns the fault to inject, or
+        ``"hang"``, or None."""
+        with self._lock:
             self.in_flight += 1
             self.peak_concurrency = max(self.peak_concurrency, self.in_flight)
-            self.recent.append({"model": model, "messages": body.get("messages", [])})
+            if self.hang_rate:
+                # Fixed by the request, not by arrival order, so concurrent runs hang the same requests;
+                # the occurrence count lets a retry of a hung request draw again.
+                basis = _seed_for(self.seed, model, body)
+                nth = self._seen[basis]
+                self._seen[basis] += 1
+                if _unit_draw("hang", self.seed, basis, nth) < self.hang_rate:
+                    return "hang"
             if self.fault_rate and self._fault_rng.random() < self.fault_rate:
                 kind = self._fault_rng.choice(self.faults)
                 self.faults_injected[kind] += 1
@@ -472,32 +711,58 @@ class Simulator:
             self.in_flight -= 1
             self.completed += int(ok)
 
+    def _error(self, status: int, message: str, *, code: str | None = None,
+               headers: dict[str, str] | None = None) -> web.Response:
+        self._answered(status)
+        return web.json_response(error_body(status, message, code=code), status=status, headers=headers)
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        authorization = request.headers.get("Authorization", "")
+        body: Any = None
         try:
             body = await request.json()
+            if not isinstance(body, dict):
+                raise TypeError("the body must be a JSON object")
             model = str(body["model"])
             messages = body["messages"]
             if not isinstance(messages, list):
                 raise ValueError("messages must be a list")
         except (ValueError, KeyError, TypeError) as exc:
-            return web.json_response({"error": {"message": f"bad request: {exc}", "type": "invalid_request_error"}},
-                                     status=400)
+            # Counted too: /stats reports every chat request that arrived, whatever became of it.
+            named = body.get("model") if isinstance(body, dict) and body.get("model") is not None else None
+            self._count_request(None if named is None else str(named), {}, authorization)
+            return self._error(400, f"bad request: {exc}")
+        self._count_request(model, body, authorization)
+        denied = self._auth_problem(request)
+        if denied is not None:
+            return self._error(401, denied)
+        if self.models is not None and model not in self.models:
+            return self._error(404, f"The model `{model}` does not exist or you do not have access to it.",
+                               code="model_not_found")
         fault = self._enter(model, body)
-        with self._lock:
-            self.authorizations[request.headers.get("Authorization", "")] += 1
         ok = False
         try:
+            if fault == "hang":
+                if await self._stall(request, forever=True) and request.transport is not None:
+                    request.transport.close()  # the simulator stops: drop the connection, still unanswered
+                with self._lock:
+                    self.hung += 1
+                return web.Response(status=204)  # never delivered: the connection is gone
             if self.latency:
                 await asyncio.sleep(self.latency)
             if fault == "429":
-                return web.json_response({"error": {"message": "rate limited (simulated)", "type": "rate_limit"}},
-                                         status=429, headers={"Retry-After": "0"})
+                return self._error(429, "rate limited (simulated)", headers={"Retry-After": "0"})
             if fault == "500":
-                return web.json_response({"error": {"message": "server error (simulated)", "type": "server_error"}},
-                                         status=500)
-            if fault == "timeout":
-                await self._stall(request)
+                return self._error(500, "server error (simulated)")
+            if fault == "timeout" and not await self._stall(request):
+                with self._lock:
+                    self.hung += 1
+                return web.Response(status=204)
             answer = self._answer(model, body)
+            if answer.status != 200:
+                return self._error(answer.status, answer.content or f"error {answer.status} (simulated)",
+                                   headers=answer.headers)
+            self._answered(200)
             if fault == "malformed_json":
                 return web.Response(text='{"id": "chatcmpl-broken", "choices": [{"message": {"content": "Hel',
                                     content_type="application/json")
@@ -506,23 +771,32 @@ class Simulator:
             elif fault == "truncated_stream":
                 response = await self._truncated(request, self._payload(model, body, answer))
             else:
-                response = web.json_response(self._payload(model, body, answer))
+                response = web.json_response(self._payload(model, body, answer), headers=answer.headers)
             ok = fault is None
             return response
         finally:
             self._leave(ok)
 
-    async def _stall(self, request: web.Request) -> None:
-        deadline = time.monotonic() + self.timeout_delay
-        while time.monotonic() < deadline:
+    async def _stall(self, request: web.Request, *, forever: bool = False) -> bool:
+        """Wait ``timeout_delay`` seconds (or, ``forever``, until the simulator stops) unless the
+        client closes the connection first; returns whether the client is still there."""
+        deadline = None if forever else time.monotonic() + self.timeout_delay
+        while deadline is None or time.monotonic() < deadline:
             transport = request.transport
             if transport is None or transport.is_closing():
-                return
-            await asyncio.sleep(0.01)
+                return False
+            if self._stopping:
+                return True
+            await asyncio.sleep(_HANG_POLL)
+        return True
+
+    def options(self) -> SimOptions:
+        """The current answer options (seed, defect rates, judge noise)."""
+        return SimOptions(seed=self.seed, defect_rates=dict(self.defect_rates), judge_noise=self.judge_noise)
 
     def _answer(self, model: str, body: dict[str, Any]) -> SimAnswer:
         req = SimRequest(model=model, messages=body.get("messages", []), tools=body.get("tools") or [], body=body,
-                         rng=random.Random(_seed_for(self.seed, model, body)))
+                         rng=random.Random(_seed_for(self.seed, model, body)), options=self.options())
         lowered = model.lower()
         for rule in self.rules:
             if rule.model.lower() in lowered:
@@ -590,15 +864,67 @@ class Simulator:
         return response
 
 
-def serve_forever(port: int = 8765, latency: float = 0.0, fault_rate: float = 0.0, seed: int = 0) -> None:
-    """Run the simulator in the foreground until interrupted (the ``interleaf sim`` command)."""
-    sim = Simulator(port=port, latency=latency, fault_rate=fault_rate, seed=seed).start()
-    print(f"interleaf simulator at {sim.base_url} (Ctrl-C to stop)", flush=True)
+def parse_defect_rates(specs: Sequence[str]) -> dict[str, float]:
+    """The complete defect-rate mapping that ``--defect-rate`` options ask for.
+
+    Each spec is ``KIND=RATE`` (that kind's rate) or a bare ``RATE`` (every kind); later specs
+    win, and kinds no spec names keep their default rate.
+
+    >>> parse_defect_rates(["0", "off_topic=0.5"])["off_topic"], parse_defect_rates(["0"])["truncated"]
+    (0.5, 0.0)
+    >>> parse_defect_rates([]) == DEFAULT_DEFECT_RATES
+    True
+    """
+    rates = dict(DEFAULT_DEFECT_RATES)
+    for spec in specs:
+        kind, sep, value = spec.partition("=")
+        try:
+            rate = float(value if sep else kind)
+        except ValueError:
+            raise ValueError(f"--defect-rate {spec!r}: expected KIND=RATE or RATE (a number in [0, 1])") from None
+        if sep:
+            if kind.strip() not in DEFECT_KINDS:
+                raise ValueError(f"--defect-rate {spec!r}: unknown kind; choose from {', '.join(DEFECT_KINDS)}")
+            rates[kind.strip()] = rate
+        else:
+            rates = dict.fromkeys(DEFECT_KINDS, rate)
+    return validate_rates(rates)
+
+
+def serve_forever(
+    port: int = 8765,
+    latency: float = 0.0,
+    fault_rate: float = 0.0,
+    seed: int = 0,
+    api_key: str | None = None,
+    models: list[str] | None = None,
+    hang_rate: float = 0.0,
+    defect_rates: Mapping[str, float] | None = None,
+    judge_noise: float = 0.0,
+) -> None:
+    """Run the simulator in the foreground until interrupted (the ``interleaf sim`` command).
+
+    ``api_key`` makes it refuse other keys with 401, ``models`` answer 404 for other model
+    names, ``hang_rate`` leave that share of requests unanswered, ``defect_rates`` (None: the
+    defaults) plant defects in that share of answers, ``judge_noise`` score that share of judge
+    lines wrong (see :class:`Simulator`).
+    Example: ``serve_forever(port=8765, api_key="sk-local", defect_rates=parse_defect_rates(["0.1"]))``.
+    """
+    sim = Simulator(port=port, latency=latency, fault_rate=fault_rate, seed=seed, api_key=api_key, models=models,
+                    hang_rate=hang_rate, defect_rates=defect_rates, judge_noise=judge_noise).start()
+    print(f"interleaf simulator at {sim.base_url} (Ctrl-C to stop); counters at {sim.stats_url}", flush=True)
+    # The key itself is never printed: whoever started the simulator knows it.
+    key_hint = "the key given with --api-key" if api_key is not None else "any value"
+    served = ", ".join(sorted(models)) if models else "any name"
     print(
         f"  point a model at it:  model: openai/assistant   api_base: {sim.base_url}"
-        "   api_key: ${SIM_API_KEY}  (any value)",
+        f"   api_key: ${{SIM_API_KEY}}  ({key_hint}); models: {served}",
         flush=True,
     )
+    if hang_rate:
+        print(f"  {hang_rate:.0%} of requests will hang until the client gives up", flush=True)
+    planted = ", ".join(f"{k} {v:.0%}" for k, v in sim.defect_rates.items() if v) or "none"
+    print(f"  planted defects: {planted}; judge noise {sim.judge_noise:.0%}", flush=True)
     try:
         while True:
             time.sleep(3600)

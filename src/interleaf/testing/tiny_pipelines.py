@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+from interleaf.imaging.pool import quiet_library_output
+
 TinyKind = Literal["text2img", "img2img", "instruct_pix2pix"]
 
 TINY_KINDS: tuple[TinyKind, ...] = ("text2img", "img2img", "instruct_pix2pix")
@@ -148,8 +150,6 @@ def build_tiny_img2img() -> Any:
 
 def save_tiny_pipeline(folder: str | os.PathLike[str], kind: TinyKind = "text2img") -> Path:
     """Build a tiny pipeline and ``save_pretrained`` it into ``folder``; returns the folder."""
-    from interleaf.imaging.pool import quiet_library_output
-
     quiet_library_output()
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)

@@ -30,19 +30,24 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from interleaf.errors import SpecError
+from interleaf.errors import SpecError, SystemicFailure
 from interleaf.graphs.spec import resolve_env
+from interleaf.imaging.batcher import batcher_for
 from interleaf.imaging.devices import DEVICE_PATTERN
 from interleaf.imaging.jobs import BatchShape, ImageJob, ImageResult, PipelineKind
+from interleaf.imaging.pool import pipeline_pool
 from interleaf.imaging.references import ImageReferenceError, load_image_reference, resolve_image_key
 from interleaf.imaging.seeding import derive_image_seed
+from interleaf.run.totals import record_images
 from interleaf.state import ImageRef
 from interleaf.tools.base import Tool, ToolContext, ToolError, tool_kinds
 
 if TYPE_CHECKING:
     from interleaf.imaging.pool import LoadedPipeline
-    from interleaf.runtime import Runtime
+    from interleaf.storage.store import ObjectStore
 
+#: Largest side of the one image a preflight makes per tool (the tool's own size when smaller).
+PREFLIGHT_SIDE = 64
 _SIZE_TEXT = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 
 
@@ -180,10 +185,10 @@ class _DiffusersImageTool(Tool[ParamsT, InputT, ImageToolOutput]):
     pipeline_kind: ClassVar[str]
     Output = ImageToolOutput
 
-    def __init__(self, name: str, params: ParamsT, runtime: Runtime | None):
-        super().__init__(name, params, runtime)
-        spec_dir = runtime.spec_dir if runtime is not None else None
-        self.model_path = resolve_model(params.model, spec_dir, name)
+    def __init__(self, name: str, params: ParamsT, *, store: ObjectStore | None = None,
+                 base_dir: Path | None = None):
+        super().__init__(name, params, store=store, base_dir=base_dir)
+        self.model_path = resolve_model(params.model, base_dir, name)
         self._loaded: LoadedPipeline | None = None
 
     @property
@@ -193,8 +198,6 @@ class _DiffusersImageTool(Tool[ParamsT, InputT, ImageToolOutput]):
     async def loaded(self) -> LoadedPipeline:
         """The pooled pipeline this tool uses (loaded on first call)."""
         if self._loaded is None:
-            from interleaf.imaging.pool import pipeline_pool
-
             self._loaded = await pipeline_pool().aget(
                 self.model_path, self.kind_name, self.params.device, self.params.dtype
             )
@@ -207,8 +210,6 @@ class _DiffusersImageTool(Tool[ParamsT, InputT, ImageToolOutput]):
     async def _render(
         self, ctx: ToolContext, prompt: str, negative: str | None, shape: BatchShape, init_image: bytes | None
     ) -> ImageToolOutput:
-        from interleaf.imaging.batcher import batcher_for
-
         loaded = await self.loaded()
         notes: list[str] = []
         fitted, note = loaded.fit_prompt(prompt)
@@ -225,11 +226,14 @@ class _DiffusersImageTool(Tool[ParamsT, InputT, ImageToolOutput]):
             result: ImageResult = await batcher.submit(job)
         except ValueError as exc:
             raise ToolError(f"{self.name}: {exc}") from exc
+        except SystemicFailure:
+            raise  # a stopped run is not this image's failure
         except Exception as exc:
             raise ToolError(f"{self.name}: image pipeline failed: {type(exc).__name__}: {exc}") from exc
         if result.flagged_nsfw:
             notes.append("the pipeline's safety checker flagged this image (it may be blanked)")
         key, sha = await ctx.store.aput_blob(result.png, "png")
+        record_images(1)
         image = ImageRef(uri=ctx.store.url(key), sha256=sha, width=result.width, height=result.height)
         params: dict[str, Any] = {
             "pipeline": self.kind_name,
@@ -245,6 +249,38 @@ class _DiffusersImageTool(Tool[ParamsT, InputT, ImageToolOutput]):
         return ImageToolOutput(
             image=image, seed=seed, model=self.params.model, scheduler=loaded.scheduler_name, params=params, notes=notes
         )
+
+
+    def preflight_shape(self) -> BatchShape:
+        """The smallest image this tool can make: at most 64 px a side, one denoising step."""
+        p = self.params
+        return BatchShape(width=min(PREFLIGHT_SIDE, p.width), height=min(PREFLIGHT_SIDE, p.height), steps=1,
+                          guidance=p.guidance)
+
+    async def preflight(self, ctx: ToolContext) -> str:
+        """Load the pipeline (into the shared pool, so the run reuses it) and make one smallest image."""
+        shape = self.preflight_shape()
+        source: bytes | None = None
+        if self.kind_name != "text2img":
+            source = _grey_png(shape.width, shape.height)
+            if self.kind_name == "img2img":
+                shape = BatchShape(shape.width, shape.height, 1, shape.guidance, strength=1.0)
+            else:
+                shape = BatchShape(shape.width, shape.height, 1, shape.guidance,
+                                   image_guidance=self.params.image_guidance)  # type: ignore[attr-defined]
+        out = await self._render(ctx, "a small test image", None, shape, source)
+        return (f"{self.kind_name} pipeline {self.params.model} loaded on {out.params['device']}; one "
+                f"{shape.width}x{shape.height} image in 1 step")
+
+
+def _grey_png(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (128, 128, 128)).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 @tool_kinds.register("generate_image")

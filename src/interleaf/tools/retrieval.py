@@ -26,7 +26,7 @@ from interleaf.state import ImageRef
 from interleaf.tools.base import Tool, ToolContext, ToolError, tool_kinds
 
 if TYPE_CHECKING:
-    from interleaf.runtime import Runtime
+    from interleaf.storage.store import ObjectStore
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 _STOP = frozenset("a an and are as at be by for from in is it of on or the this to with".split())
@@ -165,8 +165,9 @@ class RetrieveImage(Tool[RetrieveImageParams, RetrieveImageInput, RetrieveImageO
     Input = RetrieveImageInput
     Output = RetrieveImageOutput
 
-    def __init__(self, name: str, params: RetrieveImageParams, runtime: Runtime | None):
-        super().__init__(name, params, runtime)
+    def __init__(self, name: str, params: RetrieveImageParams, *, store: ObjectStore | None = None,
+                 base_dir: Path | None = None):
+        super().__init__(name, params, store=store, base_dir=base_dir)
         self._items: list[CollectionItem] | None = None
         self._index: BM25Index | None = None
         self._lock = asyncio.Lock()
@@ -175,8 +176,7 @@ class RetrieveImage(Tool[RetrieveImageParams, RetrieveImageInput, RetrieveImageO
         ref = self.params.collection
         if _is_uri(ref) or Path(ref).is_absolute():
             return ref
-        spec_dir = self.runtime.spec_dir if self.runtime is not None else None
-        return str((spec_dir or Path.cwd()) / ref)
+        return str((self.base_dir or Path.cwd()) / ref)
 
     async def _ensure_index(self) -> tuple[list[CollectionItem], BM25Index]:
         async with self._lock:
@@ -185,6 +185,11 @@ class RetrieveImage(Tool[RetrieveImageParams, RetrieveImageInput, RetrieveImageO
                 self._index = BM25Index([tokens(i.caption) for i in items])
                 self._items = items
         return self._items, self._index
+
+    async def preflight(self, ctx: ToolContext) -> str:
+        """Load and index the collection (a missing or malformed file fails here, before the run)."""
+        items, _ = await self._ensure_index()
+        return f"collection {self.collection_uri()} loaded ({len(items)} images)"
 
     async def search(self, query: str) -> list[RetrievalHit]:
         """Hits ranked best first (ties keep collection order), at most ``top_k``."""

@@ -33,8 +33,10 @@
     document.getElementById("run-sub").textContent = data.subtitle;
     const t = data.totals;
     const stats = [
-      ["dialogues", fmt(t.dialogues)], ["calls", fmt(t.calls)],
-      ["tokens", fmt(t.prompt_tokens + t.completion_tokens)], ["cost", t.cost === null ? "unknown" : "$" + fmt(t.cost, 4)],
+      ["seeds", fmt(t.seeds)], ["done", fmt(t.done)], ["seeds failed", fmt(t.failed)], ["model requests", fmt(t.calls)],
+      ["from cache", fmt(t.cached_calls)], ["pending", fmt(t.pending)],
+      ["tokens", fmt(t.prompt_tokens + t.completion_tokens)],
+      ["cost", (t.cost === null ? "unknown" : "$" + fmt(t.cost, 4)) + (t.cost !== null && t.unpriced_calls ? ` (+${fmt(t.unpriced_calls)} unpriced calls)` : "")],
       ["time", fmt(t.seconds, 1) + " s"], ["alive", fmt(data.counts.alive)], ["pruned", fmt(data.counts.pruned)],
       ["failed", fmt(data.counts.failed)],
       ["pairs", fmt(data.counts.pairs)],
@@ -121,6 +123,37 @@
     return el("table", { class: "scores" }, el("tbody", {}, ...rows));
   }
 
+  // Judge and people side by side: one row per dimension, the judge's score beside each person's.
+  function compareTable(scores, human) {
+    const dims = [...new Set([...scores.map((s) => s.dim), ...human.map((h) => h.dim)])].sort();
+    const cell = (value) => value === null || value === undefined ? "–" : String(value);
+    const rows = dims.map((dim) => {
+      const judge = scores.find((s) => s.dim === dim);
+      const people = human.filter((h) => h.dim === dim);
+      const agree = judge && judge.value !== null && people.length && people.every((h) => h.value === judge.value);
+      const differ = judge && judge.value !== null && people.some((h) => h.value !== null && h.value !== judge.value);
+      return el("tr", { class: agree ? "agree" : differ ? "differ" : null, "data-dim": dim },
+        el("td", { class: "dim", text: dim }),
+        el("td", { class: "val judge", text: judge ? cell(judge.value) : "not judged" }),
+        el("td", { class: "val human" }, ...(people.length ? people.map((h) => el("span", {
+          class: "person", title: `${h.annotator}${h.origin ? " · " + h.origin : ""}`, text: cell(h.value) })) :
+          [el("span", { class: "empty", text: "no label" })])),
+        el("td", { class: "why" },
+          judge && judge.reason ? el("div", { class: "judge-reason" }, el("b", { text: "judge: " }), judge.reason) : null,
+          ...people.filter((h) => h.reason).map((h) => el("div", { class: "human-reason" },
+            el("b", { text: `${h.annotator}: ` }), h.reason))));
+    });
+    return el("table", { class: "scores compare" },
+      el("thead", {}, el("tr", {}, el("th", { text: "dimension" }), el("th", { text: "judge" }),
+        el("th", { text: "people" }), el("th", { text: "reasons" }))),
+      el("tbody", {}, ...rows));
+  }
+
+  function scoresBlock(title, scores, human) {
+    const heading = el("h3", { text: human && human.length ? `${title}: judge and people` : title });
+    return [heading, human && human.length ? compareTable(scores, human) : scoreTable(scores)];
+  }
+
   function findNode(seed, id) { return seed.nodes.find((n) => n.id === id); }
 
   function pathTo(seed, id) {
@@ -153,8 +186,10 @@
     }
     panel.append(message("user", node.user, "user"));
     panel.append(message("assistant", node.assistant, "assistant"));
-    panel.append(el("h3", { text: "Turn scores" }), scoreTable(node.scores));
-    if (node.dialogue_scores.length) panel.append(el("h3", { text: "Whole-dialogue scores" }), scoreTable(node.dialogue_scores));
+    panel.append(...scoresBlock("Turn scores", node.scores, node.human_scores));
+    if (node.dialogue_scores.length || (node.dialogue_human_scores || []).length) {
+      panel.append(...scoresBlock("Whole-dialogue scores", node.dialogue_scores, node.dialogue_human_scores));
+    }
     if (node.follow_up) panel.append(el("h3", { text: "Follow-up question" }), message("user", node.follow_up, "next user turn"));
   }
 
@@ -181,7 +216,8 @@
       const verdict = tie ? "tie" : `response ${pair.overall} preferred`;
       const head = el("header", {}, el("b", { text: pair.level }),
         pair.turn !== null ? el("span", { text: `turn ${pair.turn + 1}` }) : null,
-        el("span", { class: "muted", text: pair.id }), el("span", { class: "badge", text: `${verdict} · margin ${fmt(pair.margin, 2)}` }));
+        el("span", { class: "muted", text: pair.id }), el("span", { class: "badge", text: `${verdict} · margin ${fmt(pair.margin, 2)}` }),
+        el("span", { class: `badge decided ${pair.decided_by || "judge"}`, text: `decided by ${pair.decided_by === "human" ? "people" : "the judge"}` }));
       const sides = el("div", { class: "sides" },
         sideBox(seed, pair, first, tie ? "tie" : "chosen", tie ? `response ${first}` : `chosen (response ${first})`),
         sideBox(seed, pair, second, tie ? "tie" : "rejected", tie ? `response ${second}` : `rejected (response ${second})`));
@@ -213,6 +249,6 @@
   renderHeader();
   renderSeeds();
   if (data.seeds.length) selectSeed(0);
-  else document.getElementById("tree").append(el("p", { class: "empty", text: "This run has no dialogues yet." }));
+  else document.getElementById("tree").append(el("p", { class: "empty", text: data.empty_reason || "This run has no dialogues." }));
   window.interleafViewer = { selectSeed, selectNode };
 })();

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import io
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from interleaf.datasets.run_reader import DIALOGUE_PREFIX, MANIFEST_KEY, STATUS_PREFIX
 from interleaf.errors import InterleafError
+from interleaf.run import layout
+from interleaf.run.records import (
+    DialogueStatus,
+    RunManifest,
+    new_run_id,
+    read_statuses,
+    seed_fingerprint,
+    status_counts,
+)
+from interleaf.run.totals import RunTotals
 from interleaf.state import DialogueState, ImageRef
-from interleaf.storage.store import ObjectStore, safe_segment
+from interleaf.storage.store import ObjectStore
 
 _MIME_BY_FORMAT = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 _EXT_BY_MIME = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
@@ -19,15 +26,6 @@ _EXT_BY_MIME = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "
 
 class ImageDecodeError(InterleafError):
     """Bytes that were supposed to be an image are not one PIL can read."""
-
-
-def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("interleaf")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 class RunWriter:
@@ -49,23 +47,24 @@ class RunWriter:
         key, sha = self.store.put_blob(data, _EXT_BY_MIME[mime])
         return ImageRef(uri=self.store.url(key), sha256=sha, width=width, height=height, mime=mime)
 
-    def write_dialogue(self, state: DialogueState) -> None:
-        seg = safe_segment(state.seed.id)
-        self.store.put_json(f"{DIALOGUE_PREFIX}/{seg}.json", state.model_dump(mode="json"))
-        status = "failed" if state.status == "failed" else "done"
-        self.store.put_json(f"{STATUS_PREFIX}/{seg}.json", {
-            "seed_id": state.seed.id, "status": status, "error": state.error, "calls": 0,
-            "prompt_tokens": 0, "completion_tokens": 0, "cost": None, "seconds": 0.0,
-            "finished_at": time.time(),
-        })
+    def write_dialogue(self, state: DialogueState) -> DialogueStatus:
+        """Store a dialogue and its status (done when it has a complete dialogue end, else failed)."""
+        self.store.put_json(layout.dialogue_key(state.seed.id), state.model_dump(mode="json"))
+        complete = len(state.tree().complete_ends())
+        ok = state.status != "failed" and complete > 0
+        totals = RunTotals(seeds=1, done=int(ok), failed=int(not ok))
+        totals.add_outcomes(state)
+        status = DialogueStatus(
+            seed_id=state.seed.id, status="done" if ok else "failed",
+            reason=None if ok else ("dialogue_failed" if state.status == "failed" else "no_complete_dialogue"),
+            error=state.error, seed_hash=seed_fingerprint(state.seed), complete=complete, totals=totals,
+        )
+        status.save(self.store)
+        return status
 
-    def write_manifest(self, graph_name: str, counts: dict[str, int], params: dict[str, Any]) -> str:
+    def write_manifest(self, graph_name: str, params: dict[str, Any], *, seeds: int | None = None) -> str:
         """A manifest for data that no graph produced here (an import); returns the new run id."""
-        run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
-        now = time.time()
-        self.store.put_json(MANIFEST_KEY, {
-            "run_id": run_id, "graph_name": graph_name, "graph_hash": "", "package_version": _package_version(),
-            "seeds_path": None, "seeds_hash": None, "params": params, "created_at": now, "updated_at": now,
-            "counts": counts, "invocations": [],
-        })
-        return run_id
+        manifest = RunManifest(run_id=new_run_id(), graph_name=graph_name, graph_hash="", params=params)
+        manifest.counts = status_counts(read_statuses(self.store).values(), seeds=seeds)
+        manifest.save(self.store)
+        return manifest.run_id
