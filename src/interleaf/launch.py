@@ -47,10 +47,6 @@ from interleaf.storage.store import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
-#: How many changed seed ids a refusal lists before it says "and N more".
-_SHOWN_IDS = 20
-
-
 @dataclass
 class RunOptions:
     """What ``interleaf run`` was asked to do."""
@@ -122,24 +118,28 @@ def run_orchestrated(opts: RunOptions) -> RunOutcome:
 
 
 class _LockWatch:
-    """Turns a lost writer lock (noticed on the renewal thread) into a stop of the batch."""
+    """Turns a lost writer lock (noticed on the renewal thread) into a stop of the batch.
+
+    The lock is taken inside :func:`open_run`, before the Run exists, so the run is bound
+    afterwards; a loss before that is kept and applied at binding.
+    """
 
     def __init__(self) -> None:
         self.reason: str | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[Any] | None = None
+        self._run: Run | None = None
         self._mutex = threading.Lock()
 
-    def bind(self) -> None:
+    def bind(self, run: Run) -> None:
         with self._mutex:
-            self._loop = asyncio.get_running_loop()
-            self._task = asyncio.current_task()
+            self._run = run
+            if self.reason is not None:
+                run.request_stop(self.reason)
 
     def __call__(self, reason: str) -> None:
         with self._mutex:
             self.reason = reason
-            if self._loop is not None and self._task is not None:
-                self._loop.call_soon_threadsafe(self._task.cancel)
+            if self._run is not None:
+                self._run.request_stop(reason)
 
 
 def run_plain(opts: RunOptions, *, on_done: Callable[[str, str], Any] | None = None) -> RunOutcome:
@@ -150,6 +150,7 @@ def run_plain(opts: RunOptions, *, on_done: Callable[[str, str], Any] | None = N
     watch = _LockWatch()
     run = open_run(opts.graph, opts.out, opts.store, seeds_path=opts.seeds, force_new_run=opts.force_new_run,
                    concurrency=opts.concurrency, on_lock_lost=watch)
+    watch.bind(run)
     started_at = time.time()
     ledger = CallLedger()  # calls made outside any dialogue: the preflight
     notes: list[str] = [run.lock.takeover] if run.lock is not None and run.lock.takeover else []
@@ -157,7 +158,6 @@ def run_plain(opts: RunOptions, *, on_done: Callable[[str, str], Any] | None = N
     totals = RunTotals()
     try:
         async def main() -> RunTotals:
-            watch.bind()
             try:
                 changed = await check_changed_seeds(run, opts.seeds, fingerprint=scan.fingerprint, limit=opts.limit,
                                                     rerun_changed=opts.rerun_changed)
@@ -177,11 +177,6 @@ def run_plain(opts: RunOptions, *, on_done: Callable[[str, str], Any] | None = N
         except KeyboardInterrupt:
             totals = _unfinished(run, scan)
             outcome = _outcome(run, totals, "interrupted", "interrupted by the user")
-        except asyncio.CancelledError:
-            if watch.reason is None:
-                raise
-            totals = _unfinished(run, scan)
-            outcome = _outcome(run, totals, "stopped", watch.reason)
         except (RunLockLostError, StoreUnavailableError) as exc:
             totals = _unfinished(run, scan)
             outcome = _outcome(run, totals, "stopped", str(exc))
@@ -193,6 +188,8 @@ def run_plain(opts: RunOptions, *, on_done: Callable[[str, str], Any] | None = N
             totals = totals.merge(ledger.totals)
             if run.stopped is not None:
                 outcome = _outcome(run, totals, "stopped", str(run.stopped))
+            elif watch.reason is not None:
+                outcome = _outcome(run, totals, "stopped", watch.reason)
             elif run.stop_reason is not None:
                 outcome = _outcome(run, totals, "interrupted", run.stop_reason)
             else:

@@ -379,13 +379,15 @@ class Run:
                         seed_hash=seed_fingerprint(seed), run_id=self.run_id, totals=totals,
                     ).asave(self.store)
                     return totals
+            # Still in flight while its dialogue and status are written: an interrupt here must
+            # not lose the calls it made.
+            return await self._finish(seed, state, ledger, t0)
         except BaseException:
             # Stopped, cancelled or interrupted mid-dialogue: what it sent still counts.
             batch.aborted = batch.aborted.merge(ledger.totals.calls_only())
             raise
         finally:
             batch.inflight.pop(seed.id, None)
-        return await self._finish(seed, state, ledger, t0)
 
     async def _finish(self, seed: Seed, state: DialogueState, ledger: CallLedger, t0: float) -> RunTotals:
         complete = len(state.tree().complete_ends())

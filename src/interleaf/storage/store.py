@@ -252,7 +252,8 @@ class ObjectStore:
             self._retrying(f"put {key}", lambda: self.fs.pipe_file(path, data))
 
     @staticmethod
-    def _put_local(path: str, data: bytes) -> None:
+    def _write_temp(path: str, data: bytes) -> str:
+        """A complete, synced temporary file next to ``path`` (never seen under the key itself)."""
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}{_TMP_MARK}{uuid.uuid4().hex}"
         try:
@@ -260,6 +261,16 @@ class ObjectStore:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return tmp
+
+    @classmethod
+    def _put_local(cls, path: str, data: bytes) -> None:
+        tmp = cls._write_temp(path, data)
+        try:
             os.replace(tmp, path)
         except BaseException:
             with suppress(OSError):
@@ -293,15 +304,10 @@ class ObjectStore:
 
         return self._retrying(f"create {key}", create)
 
-    @staticmethod
-    def _create_local(path: str, data: bytes) -> bool:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}{_TMP_MARK}{uuid.uuid4().hex}"
+    @classmethod
+    def _create_local(cls, path: str, data: bytes) -> bool:
+        tmp = cls._write_temp(path, data)
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
             try:
                 os.link(tmp, path)
             except FileExistsError:

@@ -339,7 +339,8 @@ def _cap(text: str) -> str:
 _REASK_PREFIXES = ("Images in your previous answer", "These images could not be made")
 
 
-def _text_of(content: Any) -> str:
+def text_of(content: Any) -> str:
+    """The text of an OpenAI message ``content`` (a string, or the text parts of a list)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -347,7 +348,8 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-def _images_in(content: Any) -> int:
+def images_in(content: Any) -> int:
+    """How many ``image_url`` parts an OpenAI message ``content`` has."""
     if isinstance(content, list):
         return sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url")
     return 0
@@ -389,9 +391,9 @@ class Conversation:
 def conversation(messages: Sequence[Mapping[str, Any]]) -> Conversation:
     """Parse OpenAI chat messages into a :class:`Conversation` (plan inputs only: trailing
     tool rounds and re-asks are left out, so every round of one answer plans the same)."""
-    system = "\n".join(_text_of(m.get("content")) for m in messages if m.get("role") == "system")
+    system = "\n".join(text_of(m.get("content")) for m in messages if m.get("role") == "system")
     real = [i for i, m in enumerate(messages) if m.get("role") == "user"
-            and not _text_of(m.get("content")).lstrip().startswith(_REASK_PREFIXES)]
+            and not text_of(m.get("content")).lstrip().startswith(_REASK_PREFIXES)]
     if not real:
         return Conversation(system=system, first_user="", last_user="", turn=0)
     last = real[-1]
@@ -400,19 +402,19 @@ def conversation(messages: Sequence[Mapping[str, Any]]) -> Conversation:
     earlier: list[str] = []
     for m in messages[:last]:
         role = m.get("role")
-        text = _text_of(m.get("content"))
+        text = text_of(m.get("content"))
         if role == "assistant" and text:
             earlier.append(text)
             pending = [mk.caption for mk in parse_markers(text)]
         elif role == "user":
             carrier = text.lstrip().startswith(_REASK_PREFIXES[0])
-            for _ in range(_images_in(m.get("content"))):
+            for _ in range(images_in(m.get("content"))):
                 images.append(pending.pop(0) if carrier and pending else None)
-    images += [None] * _images_in(messages[last].get("content"))
-    reask = any(m.get("role") == "user" and _text_of(m.get("content")).lstrip().startswith(_REASK_PREFIXES[1])
+    images += [None] * images_in(messages[last].get("content"))
+    reask = any(m.get("role") == "user" and text_of(m.get("content")).lstrip().startswith(_REASK_PREFIXES[1])
                 for m in messages[last + 1:])
-    return Conversation(system=system, first_user=_text_of(messages[real[0]].get("content")),
-                        last_user=_text_of(messages[last].get("content")), turn=len(real) - 1,
+    return Conversation(system=system, first_user=text_of(messages[real[0]].get("content")),
+                        last_user=text_of(messages[last].get("content")), turn=len(real) - 1,
                         earlier=earlier, images=images, reask=reask)
 
 

@@ -82,10 +82,12 @@ from interleaf.testing.sim_text import (
     expand,
     follow_up,
     generic_reason,
+    images_in,
     judge_lines,
     plan_answer,
     render_markers,
     render_placeholders,
+    text_of,
 )
 
 FAULT_KINDS: tuple[str, ...] = ("429", "500", "timeout", "malformed_json", "truncated_stream")
@@ -131,7 +133,7 @@ class SimRequest:
         for m in self.messages:
             if role is not None and m.get("role") != role:
                 continue
-            out.append(_text_of(m.get("content")))
+            out.append(text_of(m.get("content")))
         return out
 
     @property
@@ -141,7 +143,7 @@ class SimRequest:
 
     @property
     def image_count(self) -> int:
-        return sum(_image_count(m.get("content")) for m in self.messages)
+        return sum(images_in(m.get("content")) for m in self.messages)
 
     @property
     def last_role(self) -> str:
@@ -153,7 +155,7 @@ class SimRequest:
         after it), so every round of one answer plans the same answer."""
         conv_end = 0
         for i, m in enumerate(self.messages):
-            if m.get("role") == "user" and not _text_of(m.get("content")).lstrip().startswith(
+            if m.get("role") == "user" and not text_of(m.get("content")).lstrip().startswith(
                     ("Images in your previous answer", "These images could not be made")):
                 conv_end = i + 1
         body = {**self.body, "messages": _without_image_data(self.messages[:conv_end])}
@@ -199,20 +201,6 @@ class Rule:
 
     model: str
     reply: Callable[[SimRequest], SimAnswer]
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
-
-
-def _image_count(content: Any) -> int:
-    if isinstance(content, list):
-        return sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url")
-    return 0
 
 
 def answer_assistant(req: SimRequest) -> SimAnswer:
@@ -296,7 +284,7 @@ def _last_round_results(req: SimRequest) -> list[dict[str, Any]]:
     for m in req.messages[start + 1:]:
         if m.get("role") != "tool":
             continue
-        text = _text_of(m.get("content"))
+        text = text_of(m.get("content"))
         try:
             value = json.loads(text)
         except ValueError:
