@@ -1,16 +1,38 @@
-"""Peer comparison: N prompts -> one completion each, through interleaf and through distilabel.
+"""Peer comparison: N prompts -> one completion each, through interleaf, a plain aiohttp loop and distilabel.
 
-    python bench/peer_bench.py                  # N=1000, latency 1 s, concurrency 64; interleaf only
-    python bench/peer_bench.py --peer           # also distilabel, installed into a venv under /tmp
+    python bench/peer_bench.py                     # N=1000, latency 1 s, 64 in flight; interleaf + aiohttp
+    python bench/peer_bench.py --peer              # also distilabel, installed into a venv under /tmp
+    python bench/peer_bench.py --latency 1.0,0.2   # a sweep: each latency is one simulator, all phases
+    python bench/peer_bench.py --workers 1         # interleaf in this process (default: as `interleaf run`)
+    python bench/peer_bench.py --breakdown --json /tmp/peer.json
     python bench/peer_bench.py --quick --peer
 
-Both go to the same simulator process (OpenAI-compatible, fixed latency), same prompts,
-same concurrency, back to back in one run. interleaf runs ``graphs/single-step.yaml``
-(one ``prompt_expansion`` call a seed) through the run engine with checkpoints, statuses
-and dialogues written as in any run; distilabel runs ``LoadDataFromDicts >> TextGeneration``
-with ``OpenAILLM`` and ``input_batch_size`` = concurrency (its async LLM gathers a batch's
-calls), in its own venv (``/tmp/interleaf-bench-distilabel``) so the project's pins stay
-untouched. Without ``--peer`` or when distilabel cannot be installed, the reason is printed.
+Phases, back to back for each latency, against one simulator process (OpenAI-compatible,
+fixed latency; its CPU is not counted):
+
+``interleaf``  ``graphs/single-step.yaml`` (one ``assistant_turn`` call a seed) through the run
+               engine with checkpoints, statuses and dialogues written as in any run, on
+               ``--workers`` processes (default: what ``interleaf run`` picks, the cores with at
+               most one per 32 seeds, via ``interleaf.processes.choose_processes``; 1 = this
+               process). CPU per call = this process's CPU + the workers' (their own report)
+               over the calls the simulator answered: interleaf's and litellm's CPU together.
+``aiohttp``    the limit: the bodies interleaf sent, replayed through one ``aiohttp.ClientSession``
+               with the same number in flight, in this process (``benchkit.replay``, the same
+               loop ``engine_bench.py`` uses).
+``distilabel`` (``--peer``) ``LoadDataFromDicts >> TextGeneration`` with ``OpenAILLM`` and
+               ``input_batch_size`` = concurrency (its async LLM gathers a batch's calls), in its
+               own venv (``/tmp/interleaf-bench-distilabel``) so the project's pins stay
+               untouched; timed around ``pipeline.run``. Without ``--peer`` or when it cannot be
+               installed, the reason is printed (and written as ``skipped`` in the JSON).
+``breakdown``  (``--breakdown``) interleaf again, in this process (workers=1), with
+               ``cpuparts.CpuParts`` charging its CPU to litellm, LangGraph, pydantic,
+               checkpoints, status writes and the rest (see ``bench/cpuparts.py`` for how).
+
+``--json FILE`` writes the figures of the first latency of the sweep (the goal's) as
+``{"interleaf": {"per_s", "cpu_ms_per_call", ...}, "distilabel": {"per_s": float | null,
+"skipped": why (only when skipped)}, "aiohttp": {"per_s", ...}, "latency", "seeds",
+"concurrency", "workers", "machine", "runs": [every latency's figures, same shape],
+"breakdown": {...} (with --breakdown)}``. ``per_s`` is prompts (= calls) per second.
 """
 
 from __future__ import annotations
@@ -24,10 +46,24 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from benchkit import GRAPHS, cpu_seconds, machine, point_models_at, write_seeds
+from benchkit import (
+    GRAPHS,
+    BodyPool,
+    cpu_seconds,
+    load_average,
+    machine,
+    point_models_at,
+    replay,
+    run_graph,
+    warm_graph,
+    write_json,
+    write_seeds,
+)
 from simprocess import SimProcess
 
+GRAPH = GRAPHS / "single-step.yaml"
 PEER_VENV = Path(tempfile.gettempdir()) / "interleaf-bench-distilabel"
 PEER_SPEC = "distilabel==1.5.3"
 
@@ -74,31 +110,8 @@ def ensure_peer() -> tuple[Path | None, str]:
     return python, f"{PEER_SPEC} (installed into {PEER_VENV})"
 
 
-async def run_interleaf(seeds: Path, work: Path, sim: SimProcess, concurrency: int) -> tuple[float, int, float]:
-    from interleaf.runner import open_run
-    from interleaf.seeds import read_seeds
-
-    graph = GRAPHS / "single-step.yaml"
-    warm = write_seeds(work / "warm.jsonl", 2)
-    run = open_run(graph, work / "warm", concurrency=concurrency)
-    try:
-        await run.arun_seeds(read_seeds(warm), concurrency=concurrency)
-    finally:
-        await run.aclose()
-        run.release()
-    run = open_run(graph, work / "interleaf", seeds_path=seeds, concurrency=concurrency)
-    sim.reset()
-    try:
-        cpu0, t0 = cpu_seconds(), time.perf_counter()
-        totals = await run.arun_seeds(read_seeds(seeds), concurrency=concurrency)
-        seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-    finally:
-        await run.aclose()
-        run.release()
-    return seconds, totals.done, cpu
-
-
 def run_distilabel(python: Path, seeds: Path, sim: SimProcess, concurrency: int) -> tuple[float, int, str]:
+    """(seconds of ``pipeline.run``, rows with a generation, a note) of one distilabel run."""
     env = {**os.environ, "DISTILABEL_LOG_LEVEL": "ERROR"}
     sim.reset()
     done = subprocess.run([str(python), "-c", _PEER_SCRIPT, sim.base_url, str(seeds), str(concurrency)],
@@ -110,45 +123,136 @@ def run_distilabel(python: Path, seeds: Path, sim: SimProcess, concurrency: int)
     return float(result["seconds"]), int(result["done"]), f"{result['rows']} rows"
 
 
+def _line(label: str, done: int, seconds: float, calls: int, extra: str) -> str:
+    return f"{label:<11} {done:>6} done {seconds:8.2f} s {done / seconds:8.1f} prompts/s  ({calls} calls{extra})"
+
+
+async def bench_latency(latency: float, n: int, args: argparse.Namespace, peer: Path | None,
+                        why: str) -> dict[str, Any]:
+    """Every phase at one latency, one simulator; the figures as ``--json`` writes them."""
+    out: dict[str, Any] = {"latency": latency, "seeds": n, "concurrency": args.concurrency,
+                           "ideal_per_s": args.concurrency / latency if latency else None}
+    print(f"\n== latency {latency} s: {n} prompts -> 1 completion each, {args.concurrency} in flight", flush=True)
+    with tempfile.TemporaryDirectory(prefix="interleaf-peer-bench-") as tmp, \
+            SimProcess(latency, record=True) as sim:
+        work = Path(tmp)
+        point_models_at(sim.base_url)
+        seeds = write_seeds(work / "seeds.jsonl", n)
+        warm = await warm_graph(GRAPH, work, concurrency=args.concurrency, workers=args.workers, seeds=n)
+        sim.reset()
+        ours = await run_graph(GRAPH, seeds, work / "interleaf", concurrency=args.concurrency, workers=args.workers)
+        stats = sim.stats()
+        calls = stats["requests"]
+        bodies = sim.bodies()
+        cpu_ms = 1000 * ours.cpu_s / max(1, calls)
+        out["workers"] = ours.processes
+        out["interleaf"] = {"per_s": ours.done / ours.seconds, "cpu_ms_per_call": cpu_ms, "seconds": ours.seconds,
+                            "done": ours.done, "failed": ours.failed, "calls": calls, "workers": ours.processes,
+                            "cpu_parent_s": ours.cpu_parent_s, "cpu_workers_s": ours.cpu_workers_s,
+                            # One worker's fixed start (from the warm-up batch, one seed a worker).
+                            "worker_start_cpu_s": warm.cpu_workers_s / warm.processes if warm.processes > 1 else 0.0}
+        print(_line("interleaf", ours.done, ours.seconds, calls,
+                    f", {ours.processes} process{'es' if ours.processes > 1 else ''}, CPU {cpu_ms:.2f} ms/call = "
+                    f"{ours.cpu_parent_s:.1f} s here + {ours.cpu_workers_s:.1f} s workers"), flush=True)
+        if ours.processes > 1:
+            start = out["interleaf"]["worker_start_cpu_s"]
+            print(f"{'':<11} a worker's start costs ~{start:.2f} s CPU (warm-up batch): "
+                  f"~{1000 * start * ours.processes / max(1, calls):.2f} ms of each call's CPU here", flush=True)
+
+        # The same bodies, one call a prompt, the same number in flight.
+        pool = BodyPool(bodies)
+        plans = [[(model, 1)] for model, count in pool.counts().items() for _ in range(count)]
+        sim.reset()
+        seconds, cpu = await replay(sim.base_url, pool, plans, args.concurrency, "aiohttp")
+        answered = sim.stats()["completed"]
+        out["aiohttp"] = {"per_s": answered / seconds, "cpu_ms_per_call": 1000 * cpu / max(1, answered),
+                          "seconds": seconds, "calls": answered}
+        print(_line("aiohttp", answered, seconds, answered, f", CPU {1000 * cpu / max(1, answered):.2f} ms/call"),
+              flush=True)
+
+        if peer is None:
+            out["distilabel"] = {"per_s": None, "skipped": why}
+            print(f"distilabel  skipped: {why}")
+        else:
+            try:
+                p_seconds, p_done, note = run_distilabel(peer, seeds, sim, args.concurrency)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                out["distilabel"] = {"per_s": None, "skipped": f"failed: {str(exc)[-300:]}"}
+                print(f"distilabel  failed: {exc}")
+            else:
+                p_calls = sim.stats()["requests"]
+                out["distilabel"] = {"per_s": p_done / p_seconds, "seconds": p_seconds, "done": p_done,
+                                     "calls": p_calls, "version": why}
+                print(_line("distilabel", p_done, p_seconds, p_calls,
+                            f", {note}; {why}; pipeline.run wall, excludes interpreter start"), flush=True)
+
+        if args.breakdown:
+            out["breakdown"] = await breakdown(seeds, work, sim, args.concurrency)
+
+    ratios = {"interleaf / aiohttp": out["interleaf"]["per_s"] / out["aiohttp"]["per_s"]}
+    if out["distilabel"]["per_s"]:
+        ratios["interleaf / distilabel"] = out["interleaf"]["per_s"] / out["distilabel"]["per_s"]
+    out["ratios"] = ratios
+    for label, value in ratios.items():
+        print(f"{label}: {value:.2f}")
+    return out
+
+
+async def breakdown(seeds: Path, work: Path, sim: SimProcess, concurrency: int) -> dict[str, Any]:
+    """interleaf in this process with :class:`cpuparts.CpuParts` on: its CPU by part, per call."""
+    from cpuparts import CpuParts
+
+    # The measured run may have been on worker processes: warm this one up on its own first.
+    await warm_graph(GRAPH, work / "breakdown-warm", concurrency=concurrency, workers=1, seeds=2)
+    sim.reset()
+    cpu0 = cpu_seconds()
+    with CpuParts() as parts:
+        run = await run_graph(GRAPH, seeds, work / "breakdown", concurrency=concurrency, workers=1)
+    process_cpu = cpu_seconds() - cpu0
+    calls = sim.stats()["requests"]
+    rows = parts.table(calls)
+    print(f"\nCPU by part (in this process, workers=1, {calls} calls, {run.seconds:.1f} s, {parts.samples} samples; "
+          f"process CPU {1000 * process_cpu / max(1, calls):.2f} ms/call, of which charged "
+          f"{1000 * parts.total_s / max(1, calls):.2f}, sampler {1000 * parts.sampler_cpu_s / max(1, calls):.2f}):")
+    top = parts.top_functions()
+    for row in rows:
+        where = ", ".join(f"{w} {s:.2f} s" for w, s in top.get(str(row["part"]), []))
+        print(f"  {row['part']:<14} {row['ms_per_call']:6.2f} ms/call  {100 * float(row['share']):5.1f} %   {where}")
+    return {"calls": calls, "seconds": run.seconds, "process_cpu_ms_per_call": 1000 * process_cpu / max(1, calls),
+            "charged_ms_per_call": 1000 * parts.total_s / max(1, calls),
+            "sampler_ms_per_call": 1000 * parts.sampler_cpu_s / max(1, calls), "samples": parts.samples,
+            "parts": rows, "top": top,
+            "method": "CPU-weighted stack sampling in-process (bench/cpuparts.py), workers=1"}
+
+
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=None, help="prompts (default 1000, quick 32)")
-    parser.add_argument("--latency", type=float, default=None, help="simulated seconds a call (default 1.0)")
+    parser.add_argument("--seeds", type=int, default=None, help="prompts (default 1000, quick 64)")
+    parser.add_argument("--latency", default=None,
+                        help="simulated seconds a call; a comma list sweeps (default 1.0, quick 0.05)")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="interleaf processes (default: as `interleaf run` picks; 1 = in this process)")
     parser.add_argument("--peer", action="store_true", help="also run distilabel (installs it into a /tmp venv)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also charge an in-process run's CPU to its parts (bench/cpuparts.py)")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here (schema in the docstring)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    n = args.seeds or (32 if args.quick else 1000)
-    latency = args.latency if args.latency is not None else (0.05 if args.quick else 1.0)
-    print(f"machine: {machine()}")
-    print(f"workload: {n} prompts -> 1 completion each, latency {latency} s, concurrency {args.concurrency}")
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be at least 1")
+    n = args.seeds or (64 if args.quick else 1000)
+    latencies = [float(x) for x in (args.latency or ("0.05" if args.quick else "1.0")).split(",") if x.strip()]
+    print(f"machine: {machine()}", flush=True)
     peer: Path | None = None
     why = "not requested (pass --peer)"
     if args.peer:
         peer, why = ensure_peer()
-    with tempfile.TemporaryDirectory(prefix="interleaf-peer-bench-") as tmp, SimProcess(latency) as sim:
-        work = Path(tmp)
-        point_models_at(sim.base_url)
-        seeds = write_seeds(work / "seeds.jsonl", n)
-        seconds, done, cpu = await run_interleaf(seeds, work, sim, args.concurrency)
-        calls = sim.stats()["requests"]
-        ours = done / seconds
-        print(f"interleaf   {done:>6} done {seconds:8.2f} s {ours:8.1f} prompts/s  ({calls} calls, "
-              f"CPU {1000 * cpu / max(1, calls):.2f} ms/call; ideal {args.concurrency / latency:.1f}/s)", flush=True)
-        if peer is None:
-            print(f"distilabel  skipped: {why}")
-            return 0
-        try:
-            p_seconds, p_done, note = run_distilabel(peer, seeds, sim, args.concurrency)
-        except (RuntimeError, subprocess.TimeoutExpired) as exc:
-            print(f"distilabel  failed: {exc}")
-            return 0
-        p_calls = sim.stats()["requests"]
-        theirs = p_done / p_seconds
-        print(f"distilabel  {p_done:>6} done {p_seconds:8.2f} s {theirs:8.1f} prompts/s  ({p_calls} calls, {note}; "
-              f"{why}; pipeline.run wall, excludes interpreter start)")
-    print("\n== figures")
-    print(f"interleaf / distilabel throughput: {ours / theirs:.2f}")
+    started = time.time()
+    runs = [await bench_latency(latency, n, args, peer, why) for latency in latencies]
+    print(f"\nload after: {load_average()}")
+    result = {**runs[0], "machine": machine(), "runs": runs, "wall_s": time.time() - started}
+    write_json(args.json, result)
     return 0
 
 

@@ -104,6 +104,9 @@ def graphs_show(name: Annotated[str, typer.Argument(help="Built-in graph name.")
     sys.stdout.write(graphs[name].read_text(encoding="utf-8"))
 
 
+#: Kept equal to interleaf.processes.MIN_SEEDS_PER_PROCESS (tests check), so --help needs no import.
+MIN_SEEDS_PER_PROCESS_HELP = 32
+
 EXIT_CODES_HELP = (
     "Exit codes: 0 every seed done; 1 finished with failed seeds; 2 bad input, configuration or "
     "preflight (nothing run); 3 stopped by a systemic failure (endpoint down, bad key, store gone), "
@@ -121,7 +124,9 @@ def run(
         int | None, typer.Option(min=1, help="Dialogues in flight (default: graph defaults).")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Alias of --concurrency (dialogues in flight).")
+        int | None, typer.Option(min=1, help="Processes on this machine, each with its own event loop; model caps "
+                                 "and --concurrency are totals across them (default: the cores, at most one per "
+                                 f"{MIN_SEEDS_PER_PROCESS_HELP} pending seeds; one for graphs with image pipelines).")
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N seeds.")] = None,
     force_new_run: Annotated[
@@ -140,10 +145,8 @@ def run(
     """Run a graph over seed prompts (same command again resumes)."""
     from interleaf.launch import RunOptions, run_from_cli
 
-    if workers is not None and concurrency is not None and workers != concurrency:
-        raise _fail(InterleafError("give --concurrency or --workers, not both"))
     opts = RunOptions(
-        graph=graph, seeds=seeds, out=out, store=store, concurrency=concurrency or workers, limit=limit,
+        graph=graph, seeds=seeds, out=out, store=store, concurrency=concurrency, workers=workers, limit=limit,
         force_new_run=force_new_run, orchestrate=orchestrate, shard_size=shard_size, progress=not quiet,
         preflight=preflight, rerun_changed=rerun_changed,
     )

@@ -38,7 +38,9 @@ from typing import Any
 from interleaf.datasets.pruning_quality import write_pruning_quality
 from interleaf.datasets.reports import write_reports
 from interleaf.errors import InterleafError, ServiceUnavailableError
+from interleaf.models.client import close_litellm_logging
 from interleaf.models.health import reset_endpoint_health
+from interleaf.processes import arun_in_processes, choose_processes, may_use_processes, warm_up
 from interleaf.run.totals import CallLedger, RunTotals
 from interleaf.runner import Run, RunOutcome, check_changed_seeds, open_run, preflight_run
 from interleaf.seeds import SeedScan, read_seeds, scan_seeds
@@ -63,6 +65,8 @@ class RunOptions:
     progress: bool = True
     preflight: bool = True
     rerun_changed: bool = False
+    #: Processes on this machine (``--workers``); None: chosen by :func:`~interleaf.processes.choose_processes`.
+    workers: int | None = None
 
 
 def run_from_cli(opts: RunOptions) -> RunOutcome:
@@ -71,6 +75,11 @@ def run_from_cli(opts: RunOptions) -> RunOutcome:
         raise InterleafError(f"--concurrency must be at least 1, not {opts.concurrency}")
     if opts.limit is not None and opts.limit < 1:
         raise InterleafError(f"--limit must be at least 1, not {opts.limit}")
+    if opts.workers is not None and opts.workers < 1:
+        raise InterleafError(f"--workers must be at least 1, not {opts.workers}")
+    if opts.workers is not None and opts.orchestrate:
+        raise InterleafError("--workers is for a plain run; with --orchestrate, Prefect workers and the flow's "
+                             "max_parallel_shards spread the shards")
     if opts.orchestrate:
         return run_orchestrated(opts)
     return run_plain(opts)
@@ -146,6 +155,8 @@ def run_plain(opts: RunOptions, *, on_done: Callable[[str, str], Any] | None = N
     """Run the graph over the seeds in this process (see the module docstring for the order)."""
     # Check the whole seeds file first: a bad line 9,000 should not stop a run half-way.
     scan = scan_seeds(opts.seeds, limit=opts.limit)
+    if may_use_processes(opts.workers, scan.count):
+        warm_up()
     reset_endpoint_health()  # a new invocation: no endpoint is known to be down yet
     watch = _LockWatch()
     run = open_run(opts.graph, opts.out, opts.store, seeds_path=opts.seeds, force_new_run=opts.force_new_run,
@@ -156,6 +167,7 @@ def run_plain(opts: RunOptions, *, on_done: Callable[[str, str], Any] | None = N
     notes: list[str] = [run.lock.takeover] if run.lock is not None and run.lock.takeover else []
     outcome: RunOutcome | None = None
     totals = RunTotals()
+    chosen = {"processes": 1}
     try:
         async def main() -> RunTotals:
             try:
@@ -167,9 +179,16 @@ def run_plain(opts: RunOptions, *, on_done: Callable[[str, str], Any] | None = N
                 pending = await run.pending_seeds(read_seeds(opts.seeds, limit=opts.limit))
                 if pending and opts.preflight:
                     await preflight_run(run, ledger)
-                return await _run_batch(run, opts, scan, on_done)
+                processes = chosen["processes"] = choose_processes(run, opts.workers, len(pending), opts.concurrency)
+                if opts.workers is not None and processes < min(opts.workers, len(pending)):
+                    notes.append(f"--workers {opts.workers} lowered to {processes}: the dialogues in flight and "
+                                 "every model's max_concurrency are totals, at least 1 a process")
+                if processes > 1:
+                    notes.append(f"{processes} worker processes")
+                return await _run_batch(run, opts, scan, on_done, processes)
             finally:
                 await run.aclose()
+                await close_litellm_logging()
 
         try:
             with _stop_on_sigterm(run):
@@ -197,7 +216,7 @@ def run_plain(opts: RunOptions, *, on_done: Callable[[str, str], Any] | None = N
         else:
             outcome.totals = outcome.totals.merge(ledger.totals)
         outcome.notes += notes
-        _record(run, outcome.totals, started_at, outcome.outcome, outcome.message, scan)
+        _record(run, outcome.totals, started_at, outcome.outcome, outcome.message, scan, chosen["processes"])
         if outcome.outcome == "finished":
             outcome.notes += _write_reports(run)
         return outcome
@@ -223,10 +242,17 @@ def _stop_on_sigterm(run: Run) -> Iterator[None]:
 
 
 async def _run_batch(run: Run, opts: RunOptions, scan: SeedScan,
-                     on_done: Callable[[str, str], Any] | None) -> RunTotals:
+                     on_done: Callable[[str, str], Any] | None, processes: int) -> RunTotals:
     seeds = read_seeds(opts.seeds, limit=opts.limit)
+
+    async def batch(callback: Callable[[str, str], Any] | None) -> RunTotals:
+        if processes > 1:
+            return await arun_in_processes(run, seeds, processes=processes, concurrency=opts.concurrency,
+                                           on_done=callback)
+        return await run.arun_seeds(seeds, concurrency=opts.concurrency, on_done=callback)
+
     if not opts.progress:
-        return await run.arun_seeds(seeds, concurrency=opts.concurrency, on_done=on_done)
+        return await batch(on_done)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -242,7 +268,7 @@ async def _run_batch(run: Run, opts: RunOptions, scan: SeedScan,
             if on_done is not None:
                 on_done(seed_id, outcome)
 
-        return await run.arun_seeds(seeds, concurrency=opts.concurrency, on_done=done)
+        return await batch(done)
 
 
 def _unfinished(run: Run, scan: SeedScan) -> RunTotals:
@@ -259,9 +285,10 @@ def _outcome(run: Run, totals: RunTotals, outcome: str, message: str | None) -> 
 
 
 def _record(run: Run, totals: RunTotals, started_at: float, outcome: str, message: str | None,
-            scan: SeedScan) -> None:
+            scan: SeedScan, processes: int = 1) -> None:
     try:
-        run.record_invocation(totals, started_at=started_at, outcome=outcome, message=message, seeds=scan.count)
+        run.record_invocation(totals, started_at=started_at, outcome=outcome, message=message, seeds=scan.count,
+                              processes=processes)
     except (OSError, StoreUnavailableError) as exc:
         # The store is gone (that may be why we stopped): the statuses written so far are the record.
         log.error("could not record this invocation in the manifest: %s", exc)

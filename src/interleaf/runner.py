@@ -156,7 +156,7 @@ class Run:
         self._saver: Any = None
         self._saver_cm: Any = None
         self._app_lock: asyncio.Lock | None = None
-        self._batches: list[_Batch] = []
+        self._batches: list[BatchRecord] = []
 
     @property
     def run_id(self) -> str:
@@ -185,6 +185,16 @@ class Run:
             for batch in self._batches:
                 if batch.loop is not None and not batch.loop.is_closed():
                     batch.loop.call_soon_threadsafe(batch.stop.set)
+
+    def open_batch(self) -> BatchRecord:
+        """A new batch on the running event loop, reached by :meth:`request_stop` and counted by
+        :meth:`partial_totals` (its ``stop`` is already set when a stop was requested)."""
+        batch = BatchRecord(loop=asyncio.get_running_loop())
+        with self._stop_lock:
+            self._batches.append(batch)
+            if self.stop_reason is not None:
+                batch.stop.set()
+        return batch
 
     def partial_totals(self) -> RunTotals:
         """Totals of every batch of this Run so far, calls of dialogues in flight or aborted included.
@@ -276,14 +286,11 @@ class Run:
         app = await self._ensure_app()
         width = max(1, concurrency or self.default_concurrency)
         started = time.perf_counter()
-        batch = _Batch(loop=asyncio.get_running_loop())
-        self._batches.append(batch)
+        batch = self.open_batch()
         gate = asyncio.Semaphore(width)
         tasks: dict[asyncio.Task[None], str] = {}
         seen: set[str] = set()
         stop = batch.stop
-        if self.stop_reason is not None:
-            stop.set()
 
         async def one(seed: Seed) -> None:
             try:
@@ -347,7 +354,7 @@ class Run:
         totals.seconds = time.perf_counter() - started
         return totals
 
-    async def _run_dialogue(self, app: Any, seed: Seed, batch: _Batch) -> RunTotals:
+    async def _run_dialogue(self, app: Any, seed: Seed, batch: BatchRecord) -> RunTotals:
         previous = await DialogueStatus.aload(self.store, seed.id)
         if previous is not None and previous.status == "done":
             return RunTotals(skipped=1)
@@ -427,12 +434,13 @@ class Run:
         message: str | None = None,
         seeds: int | None = None,
         seeds_hash: str | None = None,
+        processes: int = 1,
     ) -> RunManifest:
         """Add an invocation to the manifest and refresh the run's counts from its status index."""
         manifest = RunManifest.load(self.store) or self.manifest
         manifest.invocations.append(Invocation(
             started_at=started_at, finished_at=time.time(), seeds_hash=seeds_hash, outcome=outcome,
-            message=message, totals=totals, **_thread_holder(),
+            message=message, totals=totals, processes=processes, **_thread_holder(),
         ))
         if seeds_hash is not None:
             manifest.seeds_hash = seeds_hash
@@ -483,8 +491,13 @@ def request_stop_all(reason: str) -> int:
 
 
 @dataclass
-class _Batch:
-    """What one :meth:`Run.arun_seeds` call did so far (several may run at once on one Run)."""
+class BatchRecord:
+    """What one batch of a Run did so far (several may run at once on one Run).
+
+    Made by :meth:`Run.open_batch`: :meth:`Run.request_stop` sets its ``stop`` event and
+    :meth:`Run.partial_totals` counts it, so a batch run elsewhere (other processes) is
+    stopped and counted like one on this event loop.
+    """
 
     loop: asyncio.AbstractEventLoop | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -563,8 +576,8 @@ def check_model_env(spec: GraphSpec, doc: YamlDocument) -> None:
                 ) from None
 
 
-def _compile(spec: GraphSpec, doc: YamlDocument, store: ObjectStore, run_id: str) -> CompiledGraph:
-    runtime = Runtime(spec, store=store, run_id=run_id, spec_dir=Path(doc.path).parent)
+def _compile(spec: GraphSpec, doc: YamlDocument, store: ObjectStore, run_id: str, processes: int = 1) -> CompiledGraph:
+    runtime = Runtime(spec, store=store, run_id=run_id, spec_dir=Path(doc.path).parent, processes=processes)
     return compile_graph(spec, doc, runtime)
 
 
@@ -656,12 +669,15 @@ def attach_run(
     *,
     concurrency: int | None = None,
     checkpoints: str = "store",
+    processes: int = 1,
 ) -> Run:
     """Open the existing run at ``store`` to run some of its seeds, writing none of its own files.
 
-    For workers of a writer that holds the run (Prefect shards): the manifest, graph copy,
-    pointer and lock are the opener's; an attached run writes only dialogues, statuses and
-    checkpoints. Raises :class:`~interleaf.run.layout.RunNotFoundError` when ``store`` holds
+    For workers of a writer that holds the run (Prefect shards, the processes of
+    ``interleaf run --workers N``): the manifest, graph copy, pointer and lock are the
+    opener's; an attached run writes only dialogues, statuses and checkpoints. ``processes``
+    is how many processes run the seeds together: each model's ``max_concurrency``, ``rpm``
+    and ``tpm`` are split between them. Raises :class:`~interleaf.run.layout.RunNotFoundError` when ``store`` holds
     no run, and :class:`~interleaf.errors.RunMismatchError` for another graph.
     """
     spec, doc = load_graph(graph)
@@ -671,7 +687,7 @@ def attach_run(
     if manifest is None:
         raise RunNotFoundError(f"{obj_store.uri}: no run to attach to (no {layout.MANIFEST}); open it first")
     manifest.check_graph(graph_fingerprint(spec), spec.name, obj_store.uri)
-    compiled = _compile(spec, doc, obj_store, manifest.run_id)
+    compiled = _compile(spec, doc, obj_store, manifest.run_id, processes=processes)
     return Run(compiled=compiled, store=obj_store, manifest=manifest, out=None, concurrency=concurrency,
                checkpoints=checkpoints, lock=None, previous_seeds_hash=manifest.seeds_hash)
 

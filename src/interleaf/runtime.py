@@ -41,12 +41,15 @@ class Runtime:
         run_id: str = "local",
         run_seed: int | None = None,
         spec_dir: Path | None = None,
+        processes: int = 1,
     ):
         self.spec = spec
         self.store = store
         self.run_id = run_id
         self.run_seed = spec.defaults.run_seed if run_seed is None else run_seed
         self.spec_dir = spec_dir
+        #: Processes running this graph's seeds together; model caps are split between them.
+        self.processes = processes
         self._models: dict[str, ModelClient] = {}
         self._tools: dict[str, Tool[Any, Any, Any]] = {}
         self.extras: dict[str, Any] = {}
@@ -62,7 +65,7 @@ class Runtime:
         if client is None:
             spec = self.spec.models[name]
             cache = self.store.child(RESPONSE_CACHE_PREFIX) if spec.cache and self.store is not None else None
-            client = ModelClient(name, spec, cache=cache)
+            client = ModelClient(name, spec, cache=cache, processes=self.processes)
             self._models[name] = client
         return client
 

@@ -27,7 +27,7 @@ def test_deploy_local_deployment_and_run_it_with_a_worker(prefect_server: Prefec
     setup = make_counting_setup(tmp_path / "e2e", n_seeds=4)
     server = prefect_server
 
-    server.cli("--no-prompt", "work-pool", "create", POOL, "--type", "process")
+    server.ensure_pool(POOL)
     deployed = server.cli("--no-prompt", "deploy", "--prefect-file", str(REPO / "prefect.yaml"), "--name", "local",
                           cwd=REPO)
     assert "interleaf-generate/local" in deployed.stdout, deployed.stdout
@@ -53,7 +53,7 @@ def test_deploy_local_deployment_and_run_it_with_a_worker(prefect_server: Prefec
     assert deployment["name"] == "local"
     assert deployment["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(REPO)
     schema = deployment["parameter_openapi_schema"]["properties"]
-    assert schema["shard_size"]["type"] == "integer" and schema["task_runner"]["enum"] == ["threads", "dask", "ray"]
+    assert schema["shard_size"]["type"] == "integer" and schema["task_runner"]["enum"] == ["threads", "dask"]
     # Checked before money is spent: the form refuses what the flow would refuse.
     assert schema["shard_size"]["minimum"] == 1 and schema["shard_retries"]["minimum"] == 0
     export_enum = json.dumps(schema["export_format"])

@@ -11,10 +11,16 @@ from typing import Any
 import pytest
 import yaml
 
-from interleaf.flows.generate import generate_flow
+from interleaf.flows.dispatch import shard_flow_parameters
+from interleaf.flows.generate import SHARD_DEPLOYMENT, generate_flow
+from interleaf.flows.shard_flow import SHARD_FLOW_NAME, shard_flow
+from interleaf.flows.shard_work import ShardJob
+from interleaf.flows.shards import Shard
+from interleaf.state import Seed
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "src/interleaf/flows/kubernetes_gpu_job_template.json"
+GENERATE = ["local", "gpu-k8s", "nightly"]
 
 
 def deployments() -> dict[str, dict[str, Any]]:
@@ -24,13 +30,14 @@ def deployments() -> dict[str, dict[str, Any]]:
 
 def test_deployments_exist_and_point_at_the_flow() -> None:
     deps = deployments()
-    assert set(deps) == {"local", "gpu-k8s", "nightly"}
+    assert set(deps) == {*GENERATE, "shard-local"}
     for dep in deps.values():
         path, _, name = dep["entrypoint"].partition(":")
-        assert (REPO / path).is_file() and name == "generate_flow"
+        assert (REPO / path).is_file()
+        assert name == ("shard_flow" if dep["name"] == "shard-local" else "generate_flow")
 
 
-@pytest.mark.parametrize("name", ["local", "gpu-k8s", "nightly"])
+@pytest.mark.parametrize("name", GENERATE)
 def test_parameters_are_flow_parameters(name: str) -> None:
     accepted = set(inspect.signature(generate_flow.fn).parameters)
     dep = deployments()[name]
@@ -51,7 +58,7 @@ def test_nightly_schedule_keeps_its_settings_in_the_deployment() -> None:
     assert nightly["parameters"]["shard_size"] == 50 and nightly["parameters"]["shard_retries"] == 3
 
 
-@pytest.mark.parametrize("name", ["local", "gpu-k8s", "nightly"])
+@pytest.mark.parametrize("name", GENERATE)
 def test_one_flow_run_at_a_time_and_heartbeats_on(name: str) -> None:
     dep = deployments()[name]
     assert dep["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
@@ -69,3 +76,22 @@ def test_gpu_job_variables_are_defined_by_the_template() -> None:
     container = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "{{ gpu_count }}"
     assert job_variables["gpu_count"] >= 1
+
+
+def test_shard_deployment_is_the_generate_flows_default_and_runs_shards_in_parallel() -> None:
+    flow_name, _, name = SHARD_DEPLOYMENT.partition("/")
+    assert flow_name == SHARD_FLOW_NAME == shard_flow.name
+    assert inspect.signature(generate_flow.fn).parameters["shard_deployment"].default == SHARD_DEPLOYMENT
+    shard = deployments()[name]
+    local = deployments()["local"]
+    assert "concurrency_limit" not in shard  # the shards of one run must not queue behind each other
+    assert shard["work_pool"] == local["work_pool"] and shard["pull"] == local["pull"]
+    assert not shard.get("parameters"), "every parameter comes from the parent flow run"
+
+
+def test_parent_sends_exactly_the_shard_flows_parameters() -> None:
+    job = ShardJob(graph="g.yaml", store="file:///r", seeds="/s.jsonl", graph_hash="h", concurrency=2,
+                   limit_names=("gpu",))
+    params = shard_flow_parameters(job, Shard.of(1, [Seed(id="a", prompt="x")]), shard_size=5, limit=3)
+    assert set(params) == set(inspect.signature(shard_flow.fn).parameters)
+    json.dumps(params)  # a flow run's parameters travel as JSON

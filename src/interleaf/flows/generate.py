@@ -20,34 +20,35 @@ that server and visible in its UI.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, Failed
 from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field
 
 from interleaf.datasets.reports import write_reports
 from interleaf.errors import InterleafError, Location, SeedError
 from interleaf.flows.artifacts import publish_artifacts
+from interleaf.flows.dispatch import OnResult, ShardResult, run_in_process, run_on_deployment, stop_runs_on_sigterm
 from interleaf.flows.export import export_outputs
-from interleaf.flows.limits import apply_limit_plan, plan_limits
-from interleaf.flows.shard_work import ShardJob, ShardStoppedError, execute_shard
+from interleaf.flows.limits import apply_limit_plan, apply_rate_plan, plan_limits, plan_rate_limits
+from interleaf.flows.shard_work import ShardJob
 from interleaf.flows.shards import Shard, ShardLedger, ShardRecord, iter_shards
-from interleaf.flows.taskrunners import TaskRunnerName, check_task_runner, make_task_runner
+from interleaf.flows.taskrunners import TaskRunnerName, check_task_runner
 from interleaf.models.health import reset_endpoint_health
 from interleaf.run.totals import CallLedger, RunTotals
-from interleaf.runner import Run, check_changed_seeds, open_run, preflight_run, request_stop_all
+from interleaf.runner import Run, check_changed_seeds, open_run, preflight_run
 from interleaf.seeds import read_seeds, seeds_fingerprint
-from interleaf.storage.store import ObjectStore
 
 FLOW_NAME = "interleaf-generate"
+#: The shard deployment of prefect.yaml that ``shard_dispatch="deployment"`` starts flow runs of.
+SHARD_DEPLOYMENT = "interleaf-shard/shard-local"
 MAX_RETRY_DELAY_S = 600.0
 
 
@@ -69,22 +70,6 @@ def prepare_run(graph: str, out: str, store: str | None, seeds: str, force_new_r
     # for the manifest update at the end.
     run_coro_as_sync(run.aclose())
     return run
-
-
-@task(name="shard", cache_policy=NO_CACHE, persist_result=False)
-async def shard_task(job: ShardJob, shard: Shard) -> dict[str, Any]:
-    """Run one shard's dialogues (a task run per shard, retried with backoff on failures).
-
-    A shard stopped by a systemic failure returns (no retry: the endpoint is down for every
-    shard) with its record saying so; the flow then reports the run stopped.
-    """
-    try:
-        outcome = await execute_shard(job, shard)
-    except ShardStoppedError as exc:
-        record = ShardLedger(ObjectStore(job.store)).read(shard.cache_key(job.graph_hash))
-        return {"record": None if record is None else record.model_dump(mode="json"), "skipped": False,
-                "stopped": str(exc)}
-    return {"record": outcome.record.model_dump(mode="json"), "skipped": outcome.skipped, "stopped": None}
 
 
 @task(name="export", cache_policy=NO_CACHE, persist_result=False)
@@ -112,6 +97,7 @@ def _flow_run_name() -> str:
 
 
 ExportFormat = Literal["jsonl", "intermt", "align-anything", "hf"]
+ShardDispatch = Literal["local", "deployment"]
 
 
 @flow(name=FLOW_NAME, flow_run_name=_flow_run_name, persist_result=True, log_prints=True)
@@ -135,6 +121,8 @@ def generate_flow(
     force_new_run: bool = False,
     preflight: bool = True,
     rerun_changed: bool = False,
+    shard_dispatch: ShardDispatch = "local",
+    shard_deployment: str = SHARD_DEPLOYMENT,
 ) -> Any:
     """Generate dialogues for every seed, shard by shard, then export the run.
 
@@ -146,9 +134,9 @@ def generate_flow(
         shard_size: Seeds per shard; each shard is one task run.
         limit: Only the first N seeds.
         concurrency: Dialogues in flight per shard (default: the graph's defaults.concurrency).
-        max_parallel_shards: Shards running at once inside this flow run.
-        task_runner: Where shards run: threads in this process, or a Dask / Ray cluster.
-        cluster_address: Address of an existing Dask scheduler or Ray cluster (default: start a local one).
+        max_parallel_shards: Shards running at once (task runs here, or shard flow runs in flight).
+        task_runner: Where shards run: threads in this process, or a Dask cluster of worker processes.
+        cluster_address: Address of an existing Dask scheduler (default: start a local cluster).
         shard_retries: Retries of a shard whose dialogues failed.
         retry_delay_seconds: Delay before the first retry; doubles each retry.
         concurrency_limits: Extra Prefect global concurrency limits (a GPU pool, say) each dialogue holds a slot of.
@@ -158,6 +146,9 @@ def generate_flow(
         force_new_run: Start over even if the run directory holds a run of another graph.
         preflight: Probe every endpoint and image tool before the first shard (one tiny request each).
         rerun_changed: Redo seeds whose content changed since the run recorded them (else: refuse).
+        shard_dispatch: "local": shards run inside this flow run (task_runner); "deployment": each shard is a
+            flow run of shard_deployment, taken by any worker of its pool.
+        shard_deployment: The shard deployment ("interleaf-shard/<name>") used with shard_dispatch="deployment".
     """
     logger = get_run_logger()
     check_task_runner(task_runner)  # before any money is spent
@@ -169,11 +160,13 @@ def generate_flow(
     seed_count = sum(len(shard.seeds) for shard in shards)
     reset_endpoint_health()  # a new run: no endpoint is known to be down
     run = prepare_run(graph, out, store, seeds, force_new_run, concurrency)
-    restore = _stop_shards_on_sigterm(logger)
+    restore = stop_runs_on_sigterm(logger)
     try:
         return _run_shards(
             run, shards, seed_count=seed_count, seeds=seeds, out=out, started_at=started_at,
-            max_parallel_shards=max_parallel_shards, task_runner=task_runner, cluster_address=cluster_address,
+            dispatch=_Dispatcher(mode=shard_dispatch, task_runner=task_runner, cluster_address=cluster_address,
+                                 max_parallel=max_parallel_shards, deployment=shard_deployment,
+                                 shard_size=shard_size, limit=limit),
             shard_retries=shard_retries, retry_delay_seconds=retry_delay_seconds,
             concurrency=concurrency, concurrency_limits=concurrency_limits, limit_sizes=limit_sizes,
             export_format=export_format, export_out=export_out, logger=logger,
@@ -184,24 +177,73 @@ def generate_flow(
         run.release()
 
 
-def _stop_shards_on_sigterm(logger: Any) -> Any:
-    """A cancelled flow run gets SIGTERM from its worker: stop the shards of this process within
-    seconds (dialogues in flight keep their checkpoints), so the flow still records what was done
-    and releases its lock and limit slots before the worker's grace period ends."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
+@dataclass(frozen=True)
+class _Dispatcher:
+    """How this flow run runs its pending shards (the only part the two dispatch modes differ in)."""
 
-    def handler(signum: int, frame: Any) -> None:
-        n = request_stop_all("the flow run was cancelled or terminated (SIGTERM)")
-        logger.warning("SIGTERM: stopping %d open run(s); unfinished seeds stay pending", n)
+    mode: ShardDispatch
+    task_runner: TaskRunnerName
+    cluster_address: str | None
+    max_parallel: int
+    deployment: str
+    shard_size: int
+    limit: int | None
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    def run(self, run: Run, job: ShardJob, pending: list[Shard], ledger: ShardLedger, on_result: OnResult,
+            retries: int, delays: list[float], logger: Any) -> None:
+        if self.mode == "local":
+            run_in_process(job, pending, ledger=ledger, on_result=on_result, task_runner=self.task_runner,
+                           max_parallel=self.max_parallel, cluster_address=self.cluster_address,
+                           retries=retries, delays=delays)
+            return
+        from prefect.runtime import flow_run
+
+        run_on_deployment(job, pending, ledger=ledger, on_result=on_result, deployment=self.deployment,
+                          shard_size=self.shard_size, limit=self.limit, max_parallel=self.max_parallel,
+                          retries=retries, delays=delays, stop_requested=lambda: run.stop_reason,
+                          logger=logger, run_name=str(flow_run.name or FLOW_NAME))
+
+
+@dataclass
+class _Tally:
+    """What this invocation's shards did, added up one :class:`ShardResult` at a time."""
+
+    total: RunTotals
+    earlier: dict[int, ShardRecord | None]
+    logger: Any
+    ran: list[ShardRecord] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    skipped_shards: int = 0
+    stopped: str | None = None
+
+    def skip(self, shard: Shard) -> None:
+        self.skipped_shards += 1
+        self.total = self.total.merge(RunTotals(skipped=len(shard.seeds)))
+
+    def add(self, result: ShardResult) -> None:
+        shard = result.shard
+        if result.outcome == "skipped":
+            self.skip(shard)
+            return
+        if result.outcome == "stopped":
+            self.stopped = self.stopped or result.error or "stopped"
+        elif result.outcome == "failed":
+            self.failed[shard.index] = result.error or "failed"
+        record = result.record
+        if record is None:  # stopped before the shard wrote anything: all its seeds are pending
+            self.total = self.total.merge(RunTotals(pending=len(shard.seeds)))
+            return
+        self.ran.append(record)
+        # A shard record adds up every attempt ever made; this invocation counts only its own.
+        before = self.earlier.get(shard.index)
+        self.total = self.total.merge(since(record.totals, before.totals if before else None, len(shard.seeds)))
+        t = record.totals
+        self.logger.info("%s %s: %d done, %d failed, %d pending; %d model requests%s", shard.name, record.status,
+                         t.done, t.failed, t.pending, t.calls, f"; {record.error}" if record.error else "")
 
 
 def _run_shards(run: Run, shards: list[Shard], *, seed_count: int, seeds: str, out: str, started_at: float,
-                max_parallel_shards: int, task_runner: TaskRunnerName, cluster_address: str | None,
-                shard_retries: int, retry_delay_seconds: float, concurrency: int | None,
+                dispatch: _Dispatcher, shard_retries: int, retry_delay_seconds: float, concurrency: int | None,
                 concurrency_limits: list[str] | None, limit_sizes: dict[str, int] | None,
                 export_format: str | None, export_out: str | None, logger: Any,
                 preflight: bool, rerun_changed: bool, limit: int | None) -> Any:
@@ -213,22 +255,26 @@ def _run_shards(run: Run, shards: list[Shard], *, seed_count: int, seeds: str, o
     sizes: dict[str, int] = run_coro_as_sync(apply_limit_plan(plan)) or {}
     if sizes:
         logger.info("each dialogue holds a slot of: %s", ", ".join(f"{k} (limit {v})" for k, v in sizes.items()))
+    rates = plan_rate_limits(run.spec)
+    run_coro_as_sync(apply_rate_plan(rates))
+    if rates.limits:
+        logger.info("request rate limits shared by every worker: %s",
+                    ", ".join(f"{r.name} ({r.per_second * 60:g}/min)" for r in rates.limits))
     run.record_seeds(seeds, fingerprint)
 
-    # Shards get the resolved store URI: a worker elsewhere has no run pointer to follow.
-    job = ShardJob(graph=str(run.doc.path), store=run.store.uri, seeds=seeds, graph_hash=run.graph_hash,
-                   concurrency=concurrency, limit_names=plan.names)
+    # Shards get the resolved store URI and an absolute seeds path: a worker elsewhere (or a
+    # shard flow run in another directory) has no run pointer to follow.
+    job = ShardJob(graph=str(run.doc.path), store=run.store.uri, seeds=_absolute(seeds), graph_hash=run.graph_hash,
+                   concurrency=concurrency, limit_names=plan.names, rate_limits=bool(rates.limits))
     ledger = ShardLedger(run.store)
     pending: list[Shard] = []
-    total = RunTotals(seeds=seed_count)
-    skipped_shards = 0
+    tally = _Tally(total=RunTotals(seeds=seed_count), earlier={}, logger=logger)
     for shard in shards:
         if ledger.is_done(shard.cache_key(job.graph_hash)):
-            skipped_shards += 1
-            total = total.merge(RunTotals(skipped=len(shard.seeds)))
+            tally.skip(shard)
         else:
             pending.append(shard)
-    logger.info("%d shards to run, %d finished earlier", len(pending), skipped_shards)
+    logger.info("%d shards to run, %d finished earlier", len(pending), tally.skipped_shards)
     if pending and preflight:
         probes = CallLedger()
         try:
@@ -238,52 +284,15 @@ def _run_shards(run: Run, shards: list[Shard], *, seed_count: int, seeds: str, o
             run.record_invocation(probes.totals, started_at=started_at, outcome="refused", message=str(exc),
                                   seeds=seed_count)
             raise
-        total = total.merge(probes.totals)
+        tally.total = tally.total.merge(probes.totals)
         logger.info("preflight ok (%d requests)", probes.totals.calls)
 
-    ran: list[ShardRecord] = []
-    failed: dict[int, str] = {}
-    stopped: str | None = None
-    # A shard record adds up every attempt ever made; this invocation counts only its own.
-    earlier = {shard.index: ledger.read(shard.cache_key(job.graph_hash)) for shard in pending}
+    tally.earlier = {shard.index: ledger.read(shard.cache_key(job.graph_hash)) for shard in pending}
     if pending:
-        with make_task_runner(task_runner, max_parallel_shards, cluster_address) as runner:
-            futures = [
-                (shard, runner.submit(
-                    shard_task.with_options(
-                        task_run_name=shard.name,
-                        retries=shard_retries,
-                        retry_delay_seconds=retry_delays(shard_retries, retry_delay_seconds),
-                    ),
-                    parameters={"job": job, "shard": shard},
-                ))
-                for shard in pending
-            ]
-            for shard, future in futures:
-                future.wait()
-                state = future.state
-                if state.is_completed():
-                    result = future.result()
-                    if result["skipped"]:
-                        skipped_shards += 1
-                        total = total.merge(RunTotals(skipped=len(shard.seeds)))
-                        continue
-                    if result["stopped"]:
-                        stopped = stopped or result["stopped"]
-                        if result["record"] is None:
-                            total = total.merge(RunTotals(pending=len(shard.seeds)))
-                            continue
-                    record = ShardRecord.model_validate(result["record"])
-                else:
-                    record = _failed_record(ledger, job, shard, state)
-                    failed[shard.index] = record.error or state.message or "failed"
-                ran.append(record)
-                before = earlier.get(shard.index)
-                total = total.merge(since(record.totals, before.totals if before else None, len(shard.seeds)))
-                t = record.totals
-                logger.info("%s %s: %d done, %d failed, %d pending; %d model requests%s", shard.name,
-                            record.status, t.done, t.failed, t.pending, t.calls,
-                            f"; {record.error}" if record.error else "")
+        dispatch.run(run, job, pending, ledger, tally.add, shard_retries,
+                     retry_delays(shard_retries, retry_delay_seconds), logger)
+    total, ran, failed, stopped, skipped_shards = (tally.total, tally.ran, tally.failed, tally.stopped,
+                                                   tally.skipped_shards)
 
     export_note: str | None = None
     export_error: str | None = None
@@ -347,24 +356,14 @@ def since(after: RunTotals, before: RunTotals | None, seeds: int) -> RunTotals:
                      pruned_branches=after.pruned_branches, fallbacks=after.fallbacks)
 
 
+def _absolute(path: str) -> str:
+    """A local path made absolute (URIs such as ``s3://...`` stay as they are)."""
+    return path if "://" in path else str(Path(path).resolve())
+
+
 async def _closing(run: Run, work: Any) -> Any:
     """Await ``work`` on this event loop, then drop the clients it built (they belong to this loop)."""
     try:
         return await work
     finally:
         await run.aclose()
-
-
-def _failed_record(ledger: ShardLedger, job: ShardJob, shard: Shard, state: State[Any]) -> ShardRecord:
-    """The ledger's record of a shard that ended failed, or one made from its state when none was written."""
-    record = ledger.read(shard.cache_key(job.graph_hash))
-    if record is not None and record.status == "failed":
-        return record
-    message = state.message or "shard crashed"
-    return ShardRecord(
-        key=shard.cache_key(job.graph_hash), index=shard.index, graph_hash=job.graph_hash,
-        content_hash=shard.content_hash, seed_ids=[s.id for s in shard.seeds], status="failed",
-        totals=RunTotals(seeds=len(shard.seeds), failed=len(shard.seeds),
-                         failed_reasons={"shard_crashed": len(shard.seeds)}),
-        error=message,
-    )

@@ -9,7 +9,8 @@ repository root deploys every deployment. It creates (or leaves as they are):
 - the global concurrency limits the deployments' ``limit_sizes`` name, at those sizes;
 - the automation ``interleaf: crash unresponsive flow runs``: a flow run that stops sending
   heartbeats (its machine died, its pod was evicted) is marked Crashed after
-  ``HEARTBEAT_WINDOW_S``, so ``prefect flow-run retry`` can redo its unfinished shards.
+  ``HEARTBEAT_WINDOW_S`` (or ``$INTERLEAF_HEARTBEAT_WINDOW_S``), so ``prefect flow-run
+  retry`` can redo its unfinished shards.
   Heartbeats are switched on in the shipped deployments
   (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` = ``HEARTBEAT_FREQUENCY_S``).
 
@@ -23,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,28 @@ AUTOMATION_NAME = "interleaf: crash unresponsive flow runs"
 HEARTBEAT_FREQUENCY_S = 35
 #: A run with no heartbeat for this long is marked Crashed (about three missed heartbeats).
 HEARTBEAT_WINDOW_S = 120
+#: Environment variable that sets another window (seconds, more than the heartbeat frequency and
+#: at least 10) when the automation is created: shorter finds dead runs sooner, but a window
+#: close to the heartbeat frequency crashes live runs whose heartbeat came a little late.
+WINDOW_ENV = "INTERLEAF_HEARTBEAT_WINDOW_S"
+
+
+def heartbeat_window_s() -> float:
+    """The crash window: ``$INTERLEAF_HEARTBEAT_WINDOW_S`` if set, else :data:`HEARTBEAT_WINDOW_S`.
+
+    >>> heartbeat_window_s() == HEARTBEAT_WINDOW_S or bool(os.environ.get(WINDOW_ENV))
+    True
+    """
+    raw = os.environ.get(WINDOW_ENV, "").strip()
+    if not raw:
+        return float(HEARTBEAT_WINDOW_S)
+    try:
+        window = float(raw)
+    except ValueError:
+        raise PrefectSetupError(f"{WINDOW_ENV}={raw!r} is not a number of seconds") from None
+    if window < 10:
+        raise PrefectSetupError(f"{WINDOW_ENV}={raw!r}: Prefect needs a window of at least 10 s")
+    return window
 
 _POOL_TYPES = {"interleaf-process": "process", "interleaf-gpu": "kubernetes"}
 
@@ -81,12 +105,14 @@ def needed(prefect_yaml: Path) -> tuple[dict[str, str], dict[str, int]]:
     return pools, limits
 
 
-def zombie_automation() -> Automation:
-    """The automation that marks a flow run Crashed when its heartbeats stop."""
+def zombie_automation(window_s: float | None = None) -> Automation:
+    """The automation that marks a flow run Crashed when its heartbeats stop for ``window_s``
+    (default :func:`heartbeat_window_s`)."""
+    window = heartbeat_window_s() if window_s is None else window_s
     return Automation(
         name=AUTOMATION_NAME,
         description="Marks an interleaf flow run Crashed when it sent no heartbeat for "
-                    f"{HEARTBEAT_WINDOW_S} s (its machine died); retry it to finish the run.",
+                    f"{window:g} s (its machine died); retry it to finish the run.",
         trigger=EventTrigger(
             after={"prefect.flow-run.heartbeat"},
             expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
@@ -95,7 +121,7 @@ def zombie_automation() -> Automation:
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
-            within=timedelta(seconds=HEARTBEAT_WINDOW_S),
+            within=timedelta(seconds=window),
         ),
         actions=[ChangeFlowRunState(state=StateType.CRASHED,
                                     message="no heartbeat: the machine running this flow run is gone")],
@@ -131,8 +157,10 @@ async def _asetup(prefect_yaml: Path) -> list[str]:
         await Automation.aread(name=AUTOMATION_NAME)
         report.append(f"automation {AUTOMATION_NAME!r} exists")
     except ValueError:
-        await zombie_automation().acreate()
-        report.append(f"created automation {AUTOMATION_NAME!r} (crash after {HEARTBEAT_WINDOW_S} s without heartbeat)")
+        automation = zombie_automation()
+        await automation.acreate()
+        window = automation.trigger.within.total_seconds()  # type: ignore[union-attr]
+        report.append(f"created automation {AUTOMATION_NAME!r} (crash after {window:g} s without heartbeat)")
     return report
 
 

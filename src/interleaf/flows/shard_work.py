@@ -18,8 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from interleaf.errors import InterleafError
-from interleaf.flows.limits import hold_slots
+from interleaf.flows.limits import PrefectRequestGate, hold_slots, plan_rate_limits
 from interleaf.flows.shards import Shard, ShardLedger
+from interleaf.models.client import close_litellm_logging
+from interleaf.models.ratelimit import using_request_gate
 from interleaf.run.records import ShardRecord
 from interleaf.run.totals import RunTotals
 from interleaf.runner import Run, attach_run, dialogue_errors
@@ -36,7 +38,7 @@ class ShardStoppedError(InterleafError):
 
 @dataclass(frozen=True)
 class ShardJob:
-    """The inputs every shard of one flow run shares (plain values: it travels to Dask/Ray workers)."""
+    """The inputs every shard of one flow run shares (plain values: it travels to Dask workers)."""
 
     graph: str
     store: str
@@ -44,6 +46,9 @@ class ShardJob:
     graph_hash: str
     concurrency: int | None = None
     limit_names: tuple[str, ...] = ()
+    #: The parent created the graph's request/token rate limits on the Prefect server: every
+    #: request of the shard passes them (:class:`~interleaf.flows.limits.PrefectRequestGate`).
+    rate_limits: bool = False
 
 
 @dataclass
@@ -121,8 +126,10 @@ async def execute_shard(job: ShardJob, shard: Shard) -> ShardOutcome:
         previous = ledger.read(key)
         if previous is not None and previous.status == "done":
             return ShardOutcome(record=previous, skipped=True)
+        gate = PrefectRequestGate(plan_rate_limits(run.spec)) if job.rate_limits else None
         try:
-            totals = await _run_dialogues(run, shard.seeds, job.concurrency, job.limit_names)
+            with using_request_gate(gate):
+                totals = await _run_dialogues(run, shard.seeds, job.concurrency, job.limit_names)
         except ShardStoppedError:
             totals = run.partial_totals()
             totals.seeds = len(shard.seeds)
@@ -130,6 +137,9 @@ async def execute_shard(job: ShardJob, shard: Shard) -> ShardOutcome:
         errors = dialogue_errors(run.store, [s.id for s in shard.seeds]) if totals.failed else []
     finally:
         await run.aclose()
+        # The flow-run process ends soon after its shards: litellm's logging worker must not be
+        # left pending on this loop ("Task was destroyed but it is pending!" at exit).
+        await close_litellm_logging()
     total = combine_attempts(previous.totals if previous else None, totals)
     error = None
     halted = _halted(run)

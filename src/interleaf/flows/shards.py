@@ -9,6 +9,7 @@ not - skips them by looking there, and deleting the run deletes the markers with
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,23 @@ def iter_shards(seeds: Iterable[Seed], shard_size: int) -> Iterator[Shard]:
         yield Shard.of(index, batch)
 
 
+def shard_at(seeds: Iterable[Seed], index: int, shard_size: int) -> Shard | None:
+    """Shard ``index`` of :func:`iter_shards` ``(seeds, shard_size)``, reading no seed past it; None past the end.
+
+    A shard flow run rebuilds its shard from the seeds file with this, so a flow run's
+    parameters stay a few numbers however big the shard is.
+
+    >>> from interleaf.state import Seed
+    >>> seeds = [Seed(id=f"s{i}", prompt="p") for i in range(5)]
+    >>> [s.id for s in shard_at(seeds, 2, 2).seeds], shard_at(seeds, 3, 2)
+    (['s4'], None)
+    """
+    if shard_size < 1 or index < 0:
+        raise ValueError(f"need shard_size >= 1 and index >= 0, got {shard_size} and {index}")
+    batch = list(itertools.islice(seeds, index * shard_size, (index + 1) * shard_size))
+    return Shard.of(index, batch) if batch else None
+
+
 class ShardLedger:
     """Shard records kept in a run's store under ``shards/<key>.json`` (:class:`ShardRecord`)."""
 
@@ -89,4 +107,4 @@ class ShardLedger:
         return ShardRecord.load_all(self.store)
 
 
-__all__ = ["Shard", "ShardLedger", "ShardRecord", "iter_shards", "shard_cache_key", "shard_content_hash"]
+__all__ = ["Shard", "ShardLedger", "ShardRecord", "iter_shards", "shard_at", "shard_cache_key", "shard_content_hash"]

@@ -1,7 +1,10 @@
-"""Where the shards of one flow run execute: threads here, or a Dask / Ray cluster.
+"""Where the shards of one flow run execute: threads here, or a Dask cluster.
 
 Scale-out across machines is Prefect's own: start workers on many machines against one
-work pool. Inside one flow run, shards fan out through the task runner chosen here.
+work pool (and ``shard_dispatch: deployment`` spreads one batch's shards over them). Inside
+one flow run, shards fan out through the task runner chosen here. Only tested runners are
+offered: ``threads`` (built in) and ``dask`` (the ``interleaf[dask]`` extra, a local cluster of
+worker processes or an existing scheduler). Ray is not offered: it is not tested here.
 """
 
 from __future__ import annotations
@@ -14,17 +17,16 @@ if TYPE_CHECKING:
     from prefect.futures import PrefectFuture
     from prefect.task_runners import TaskRunner
 
-TaskRunnerName = Literal["threads", "dask", "ray"]
+TaskRunnerName = Literal["threads", "dask"]
 
 
 _PACKAGES = {
     "dask": ("prefect_dask", "pip install 'interleaf[dask]'"),
-    "ray": ("prefect_ray", "pip install prefect-ray"),
 }
 
 
 def check_task_runner(name: str) -> None:
-    """Raise before the run starts when ``name``'s package is not installed here.
+    """Raise before the run starts when ``name`` is unknown or its package is not installed here.
 
     >>> check_task_runner("threads")
     """
@@ -33,7 +35,7 @@ def check_task_runner(name: str) -> None:
     if name == "threads":
         return
     if name not in _PACKAGES:
-        raise InterleafError(f"unknown task_runner {name!r} (threads, dask, ray)")
+        raise InterleafError(f"unknown task_runner {name!r} (threads, dask)")
     module, how = _PACKAGES[name]
     if importlib.util.find_spec(module) is None:
         raise InterleafError(f"task_runner {name!r} needs {module.replace('_', '-')}, which is not installed: {how}")
@@ -42,7 +44,11 @@ def check_task_runner(name: str) -> None:
 def make_task_runner(
     name: TaskRunnerName, max_parallel: int, address: str | None = None
 ) -> TaskRunner[PrefectFuture[Any]]:
-    """A fresh task runner; ``address`` is an existing Dask scheduler / Ray cluster to join."""
+    """A fresh task runner; ``address`` is an existing Dask scheduler to join.
+
+    Without one, ``dask`` starts a local cluster of ``max_parallel`` worker processes (one
+    thread each), so shards run in separate processes with their own event loops.
+    """
     if max_parallel < 1:
         raise InterleafError(f"max_parallel_shards must be at least 1, got {max_parallel}")
     if name == "threads":
@@ -59,10 +65,4 @@ def make_task_runner(
         return DaskTaskRunner(  # type: ignore[return-value]
             cluster_kwargs={"n_workers": max_parallel, "threads_per_worker": 1, "processes": True}
         )
-    if name == "ray":
-        try:
-            from prefect_ray import RayTaskRunner
-        except ImportError:
-            raise InterleafError("task_runner 'ray' needs prefect-ray: pip install prefect-ray") from None
-        return RayTaskRunner(address=address) if address else RayTaskRunner()  # type: ignore[no-any-return]
-    raise InterleafError(f"unknown task_runner {name!r} (threads, dask, ray)")
+    raise InterleafError(f"unknown task_runner {name!r} (threads, dask)")

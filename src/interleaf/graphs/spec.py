@@ -80,7 +80,19 @@ class ModelSpec(_Spec):
         "refused by the compiler so it is never written out with the graph.",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Completion params (temperature, ...).")
-    max_concurrency: int = Field(default=16, ge=1, le=10_000)
+    max_concurrency: int = Field(
+        default=16, ge=1, le=10_000,
+        description="Requests in flight to this model at once (a total: split across the processes of a run).",
+    )
+    rpm: float | None = Field(
+        default=None, gt=0,
+        description="Requests per minute this model may be sent (the provider's rate limit; a total across "
+        "the processes of a run). Unset: no request rate limit.",
+    )
+    tpm: float | None = Field(
+        default=None, gt=0,
+        description="Tokens per minute (prompt + completion) where the provider states one; a total like rpm.",
+    )
     timeout: float = Field(
         default=120.0, gt=0,
         description="Seconds one request may take (each attempt). 120 s fits long multimodal answers; lower it "

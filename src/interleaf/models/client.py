@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import random
+import sys
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ from pydantic import BaseModel, Field
 from interleaf.errors import SystemicFailure
 from interleaf.graphs.spec import ModelSpec, env_refs, resolve_env
 from interleaf.models.health import EndpointKey, HealthRegistry, endpoint_health, reset_endpoint_health
+from interleaf.models.ratelimit import current_request_gate, shared_limiter
 from interleaf.models.retry import Backoff, Failure, FailureKind, classify
 from interleaf.run.totals import CallLedger, record_call
 from interleaf.state import ModelCall
@@ -58,7 +60,7 @@ if TYPE_CHECKING:
     from interleaf.storage.store import ObjectStore
 
 __all__ = [
-    "Backoff", "Completion", "ModelCallError", "ModelClient", "ToolCallRequest", "cache_key",
+    "Backoff", "Completion", "ModelCallError", "ModelClient", "ToolCallRequest", "cache_key", "close_litellm_logging",
     "reset_endpoint_health",
 ]
 
@@ -146,6 +148,34 @@ def cache_key(model: str, params: dict[str, Any], messages: list[dict[str, Any]]
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+async def close_litellm_logging(timeout: float = 5.0) -> None:
+    """Let litellm's background logging worker finish and stop it, before this event loop closes.
+
+    litellm keeps one logging worker per process, bound to the loop that used it first; a
+    later ``asyncio.run`` (a second invocation in one process) otherwise inherits its tasks
+    from a closed loop and prints "Task was destroyed but it is pending!". No-op when litellm
+    was never imported.
+    """
+    module = sys.modules.get("litellm.litellm_core_utils.logging_worker")
+    worker = getattr(module, "GLOBAL_LOGGING_WORKER", None)
+    if worker is None:
+        return
+    try:
+        await asyncio.wait_for(worker.flush(), timeout)
+    except (TimeoutError, RuntimeError) as exc:  # a stuck callback must not hold up the run's end
+        log.debug("litellm logging worker did not flush: %s", exc)
+    await worker.stop(discard_pending=True, timeout=timeout)
+
+
+def _part(total: int, parts: int) -> int:
+    """One process's part of a cap shared by ``parts`` processes (at least 1).
+
+    >>> _part(16, 3), _part(2, 4)
+    (5, 1)
+    """
+    return max(1, total // parts)
+
+
 def _describe(failure: Failure) -> str:
     return failure.kind if failure.status is None else f"{failure.kind} {failure.status}"
 
@@ -158,10 +188,17 @@ class ModelClient:
     request is served from it without a network call. Give it only for ``cache: true``.
     """
 
-    def __init__(self, name: str, spec: ModelSpec, *, cache: ObjectStore | None = None):
+    def __init__(self, name: str, spec: ModelSpec, *, cache: ObjectStore | None = None,
+                 processes: int = 1):
+        #: How many processes share this model's caps (``max_concurrency``, ``rpm``, ``tpm`` are
+        #: totals): each process gets its part.
+        self.processes = max(1, processes)
+        if self.processes > 1:
+            spec = spec.model_copy(update={"max_concurrency": _part(spec.max_concurrency, self.processes)})
         self.name = name
         self.spec = spec
         self.cache = cache
+        self.rate = shared_limiter((name, spec.model, spec.api_base), spec.rpm, spec.tpm, parts=self.processes)
         self.ledger = CallLedger()
         self.backoff = Backoff()
         #: Failure kinds worth another attempt (a preflight probe narrows them).
@@ -351,6 +388,7 @@ class ModelClient:
             request["api_base"] = key.api_base
         if api_key:
             request["api_key"] = api_key
+        gate = current_request_gate()
         while True:
             error: BaseException | None = None
             async with self._limit():
@@ -358,6 +396,9 @@ class ModelClient:
                 down = health.down(key)
                 if down is not None:
                     raise down
+                await self.rate.acquire()
+                if gate is not None:
+                    await gate.before(self.name)
                 state["attempts"] += 1
                 state["tries"] += 1
                 try:
@@ -369,6 +410,10 @@ class ModelClient:
                     error = exc
             if error is None:
                 health.success(key)
+                tokens = (completion.call.prompt_tokens or 0) + (completion.call.completion_tokens or 0)
+                self.rate.used(tokens)
+                if gate is not None:
+                    await gate.after(self.name, tokens)
                 self._record(completion.call)
                 return completion
             await self._after_failure(error, key, health, state, api_key, threshold)

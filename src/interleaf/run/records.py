@@ -73,6 +73,8 @@ class Invocation(BaseModel):
     message: str | None = None
     host: str | None = None
     pid: int | None = None
+    #: Worker processes the batch ran on (``interleaf run --workers``); 1: this process alone.
+    processes: int = 1
     totals: RunTotals = Field(default_factory=RunTotals)
 
 

@@ -51,6 +51,7 @@ class RunStatus:
             "last_invocation": None if self.last is None else {
                 "outcome": self.last.outcome, "message": self.last.message,
                 "started_at": self.last.started_at, "finished_at": self.last.finished_at,
+                "processes": self.last.processes,
             },
             "writer": self.holder,
             "failed_seeds": [{"seed_id": s, "error": e} for s, e in self.failed_seeds],
@@ -74,6 +75,8 @@ class RunStatus:
         if self.last is not None:
             ended = self.last.finished_at or self.last.started_at
             text = f"last invocation ({self.invocations} in all): {self.last.outcome}, {_ago(time.time() - ended)} ago"
+            if self.last.processes > 1:
+                text += f" on {self.last.processes} processes"
             if self.last.message:
                 text += f": {self.last.message}"
             lines.append(text)

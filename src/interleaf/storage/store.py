@@ -254,10 +254,14 @@ class ObjectStore:
     @staticmethod
     def _write_temp(path: str, data: bytes) -> str:
         """A complete, synced temporary file next to ``path`` (never seen under the key itself)."""
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}{_TMP_MARK}{uuid.uuid4().hex}"
         try:
-            with open(tmp, "wb") as fh:
+            try:
+                fh = open(tmp, "wb")
+            except FileNotFoundError:  # the first object of its folder (cheaper than a makedirs per write)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fh = open(tmp, "wb")
+            with fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -1,0 +1,186 @@
+"""``interleaf run --workers N``: one batch over N processes, same results, honest stops.
+
+The export of a two-process run equals a one-process run's, byte for byte after dropping
+timings; every request the simulator received is counted once; Ctrl-C to the whole process
+group and a worker killed mid-batch both leave the run resumable with nothing duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from interleaf import RunOptions, run_status
+from interleaf.datasets.export import export_run
+from interleaf.launch import run_from_cli
+from interleaf.processes import MIN_SEEDS_PER_PROCESS, choose_processes, may_use_processes, split_width
+from interleaf.runner import open_run
+from interleaf.testing.simulator import Simulator
+from tests.faults.lite_graph import write_lite_graph, write_seeds
+from tests.runner.graphs import chain_graph, count_lines, seeds_file, strip_timings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _start(*args: str) -> subprocess.Popen[str]:
+    # Its own session: a Ctrl-C at a terminal reaches the whole process group, workers included.
+    return subprocess.Popen([sys.executable, "-m", "interleaf", "run", *args, "--quiet"], cwd=REPO, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "interleaf", "run", *args, "--quiet"], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=180)
+
+
+def _wait_for(proc: subprocess.Popen[str], counter: Path, n: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while count_lines(counter) < n:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"run ended early (rc {proc.returncode}): {out[-1500:]} {err[-1500:]}")
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.02)
+
+
+def _export_rows(run: Path, out: Path) -> list[object]:
+    export_run(run, "jsonl", out)
+    rows = []
+    for path in sorted(out.rglob("*.jsonl")):
+        rows += [strip_timings(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
+    return rows
+
+
+def test_two_processes_export_what_one_process_exports(tmp_path: Path, sim: Simulator,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-sim-local")
+    graph = write_lite_graph(tmp_path / "g.json", sim.base_url, k=2, max_turns=2)
+    seeds = write_seeds(tmp_path / "seeds.jsonl", 6)
+    outcomes = {}
+    for workers in (1, 2):
+        sim.reset_counters()
+        opts = RunOptions(graph=str(graph), seeds=seeds, out=tmp_path / f"w{workers}", progress=False,
+                          preflight=False, workers=workers)
+        outcome = run_from_cli(opts)
+        assert outcome.exit_code == 0, outcome.describe()
+        assert outcome.totals.calls == sim.stats()["requests"]  # each request counted once, in any process
+        outcomes[workers] = outcome
+    assert "2 worker processes" in outcomes[2].notes
+    assert "worker processes" not in " ".join(outcomes[1].notes)
+    one, two = (outcomes[w].totals for w in (1, 2))
+    assert (two.done, two.calls, two.prompt_tokens, two.completion_tokens) == (
+        one.done, one.calls, one.prompt_tokens, one.completion_tokens)
+    rows_one = _export_rows(tmp_path / "w1", tmp_path / "x1")
+    rows_two = _export_rows(tmp_path / "w2", tmp_path / "x2")
+    assert rows_one and rows_one == rows_two
+    report = run_status(tmp_path / "w2")
+    assert report.totals.done == 6 and report.last is not None and report.last.processes == 2
+
+
+def test_ctrl_c_to_the_process_group_stops_every_worker_and_resumes(tmp_path: Path) -> None:
+    counter = tmp_path / "calls.txt"
+    graph = chain_graph(tmp_path / "g.yaml", counter, steps=3, delay=0.1, concurrency=4)
+    seeds = seeds_file(tmp_path / "seeds.jsonl", 24)
+    args = [str(graph), "--seeds", str(seeds), "--out", str(tmp_path / "out"), "--workers", "2"]
+    proc = _start(*args)
+    _wait_for(proc, counter, 12)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, out + err
+    assert "INTERRUPTED" in out
+    report = run_status(tmp_path / "out")
+    assert report.last is not None and report.last.outcome == "interrupted"
+    assert report.totals.pending > 0 and report.totals.failed == 0 and report.holder is None
+    # Calls of dialogues the workers had in flight are counted too.
+    assert report.last.totals.calls == count_lines(counter)
+    resumed = _run(*args)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert run_status(tmp_path / "out").totals.done == 24
+    assert count_lines(counter) <= 3 * 24 + 4  # at most the steps in flight at the interrupt ran twice
+
+
+def test_a_killed_worker_stops_the_run_resumably(tmp_path: Path) -> None:
+    counter = tmp_path / "calls.txt"
+    graph = chain_graph(tmp_path / "g.yaml", counter, steps=2, delay=0.2, concurrency=4)
+    seeds = seeds_file(tmp_path / "seeds.jsonl", 24)
+    args = [str(graph), "--seeds", str(seeds), "--out", str(tmp_path / "out"), "--workers", "2"]
+    proc = _start(*args)
+    _wait_for(proc, counter, 6)
+    # Workers are forked from the fork server, a child of the run's process.
+    servers = [p for p in psutil.Process(proc.pid).children() if "forkserver" in " ".join(p.cmdline())]
+    assert len(servers) == 1
+    workers = servers[0].children()
+    assert len(workers) == 2, [p.cmdline() for p in workers]
+    workers[0].kill()
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 3, out + err
+    assert "worker process" in out and "signal 9" in out
+    report = run_status(tmp_path / "out")
+    assert report.last is not None and report.last.outcome == "stopped" and report.holder is None
+    assert report.totals.pending > 0
+    resumed = _run(*args)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    final = run_status(tmp_path / "out").totals
+    assert final.done == 24 and final.failed == 0
+    # Only steps of the dialogues the killed worker had in flight may have run twice.
+    assert count_lines(counter) <= 2 * 24 + 2 * 4
+
+
+def test_how_many_processes_a_batch_gets(tmp_path: Path, sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-sim-local")
+    graph = write_lite_graph(tmp_path / "g.json", sim.base_url)
+    run = open_run(str(graph), tmp_path / "out")
+    try:
+        monkeypatch.setattr(os, "cpu_count", lambda: 4)
+        assert choose_processes(run, 3, 100) == 3  # asked for: honoured
+        assert choose_processes(run, 3, 2) == 2  # never more processes than seeds
+        assert choose_processes(run, None, MIN_SEEDS_PER_PROCESS - 1) == 1  # too small to be worth a start
+        assert choose_processes(run, None, 2 * MIN_SEEDS_PER_PROCESS) == 2
+        assert choose_processes(run, None, 100 * MIN_SEEDS_PER_PROCESS) == 4  # at most the cores
+        # Caps are totals, at least one a process: never more processes than the smallest cap.
+        assert choose_processes(run, 64, 1000) == 4  # the graph's concurrency: 4 dialogues in flight
+        assert choose_processes(run, 64, 1000, concurrency=2) == 2
+        run.checkpoints = "sqlite"  # one SQLite file: one writer
+        assert choose_processes(run, 4, 100) == 1
+    finally:
+        run.release()
+    assert may_use_processes(None, 2 * MIN_SEEDS_PER_PROCESS) and not may_use_processes(None, 10)
+    assert not may_use_processes(1, 1000) and may_use_processes(2, 2)
+    assert [split_width(5, 2, i) for i in range(2)] == [3, 2]
+
+
+def test_graphs_with_image_pipelines_keep_one_process_unless_asked(tmp_path: Path, sim: Simulator,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-sim-local")
+    doc = json.loads(write_lite_graph(tmp_path / "g.json", sim.base_url).read_text(encoding="utf-8"))
+    doc["tools"] = {"draw": {"kind": "generate_image", "model": "tiny"}}
+    (tmp_path / "g.json").write_text(json.dumps(doc), encoding="utf-8")
+    run = open_run(str(tmp_path / "g.json"), tmp_path / "out")
+    try:
+        monkeypatch.setattr(os, "cpu_count", lambda: 8)
+        assert choose_processes(run, None, 10_000) == 1  # one pipeline in memory, not eight
+        assert choose_processes(run, 2, 10_000) == 2
+    finally:
+        run.release()
+
+
+def test_workers_is_checked_before_anything_runs(tmp_path: Path) -> None:
+    seeds = seeds_file(tmp_path / "seeds.jsonl", 2)
+    bad = RunOptions(graph="intermt-lite", seeds=seeds, out=tmp_path / "out", workers=2, orchestrate=True)
+    with pytest.raises(Exception, match="--workers is for a plain run"):
+        run_from_cli(bad)
+    assert not (tmp_path / "out").exists()
