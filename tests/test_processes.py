@@ -184,3 +184,9 @@ def test_workers_is_checked_before_anything_runs(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="--workers is for a plain run"):
         run_from_cli(bad)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_help_text_states_the_real_threshold() -> None:
+    from interleaf.cli import MIN_SEEDS_PER_PROCESS_HELP
+
+    assert MIN_SEEDS_PER_PROCESS_HELP == MIN_SEEDS_PER_PROCESS
