@@ -250,3 +250,22 @@ def test_calls_of_a_rerun_shard_are_not_counted_again_by_later_invocations(count
     assert (again.done, again.skipped, again.failed, again.failed_calls) == (1, 5, 0, 0)
     totals = RunReader.open(second["store"]).totals()
     assert (totals.calls, totals.failed_calls, totals.done) == (7, 1, 6)
+
+
+def test_a_second_flow_run_on_the_same_output_is_refused_and_duplicates_nothing(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    setup = make_counting_setup(tmp_path / "two", n_seeds=4, sleep=0.4)
+    first: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: first.update(state=run_flow(setup, max_parallel_shards=1)))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not setup.log.calls():  # the first flow run holds the run's writer lock from here on
+        assert time.monotonic() < deadline and runner.is_alive(), "the first flow run made no call"
+        time.sleep(0.02)
+    second = run_flow(setup)
+    runner.join(timeout=120)
+    assert second.is_failed() and "already has a writer" in (second.message or ""), second.message
+    assert first["state"].is_completed(), first["state"].message
+    assert sorted(setup.log.calls()) == ["s0", "s1", "s2", "s3"]  # each seed once: nothing done twice
