@@ -11,8 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -24,37 +22,20 @@ from interleaf.launch import run_from_cli
 from interleaf.processes import MIN_SEEDS_PER_PROCESS, choose_processes, may_use_processes, split_width
 from interleaf.runner import open_run
 from interleaf.testing.simulator import Simulator
+from tests.faults.cli import REPO, interleaf_command, subprocess_env
 from tests.faults.lite_graph import write_lite_graph, write_seeds
-from tests.runner.graphs import chain_graph, count_lines, seeds_file, strip_timings
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    return env
+from tests.runner.graphs import chain_graph, count_lines, seeds_file, strip_timings, wait_for_calls
 
 
 def _start(*args: str) -> subprocess.Popen[str]:
     # Its own session: a Ctrl-C at a terminal reaches the whole process group, workers included.
-    return subprocess.Popen([sys.executable, "-m", "interleaf", "run", *args, "--quiet"], cwd=REPO, env=_env(),
+    return subprocess.Popen(interleaf_command("run", *args, "--quiet"), cwd=REPO, env=subprocess_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "interleaf", "run", *args, "--quiet"], cwd=REPO, env=_env(),
+    return subprocess.run(interleaf_command("run", *args, "--quiet"), cwd=REPO, env=subprocess_env(),
                           capture_output=True, text=True, timeout=180)
-
-
-def _wait_for(proc: subprocess.Popen[str], counter: Path, n: int, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while count_lines(counter) < n:
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"run ended early (rc {proc.returncode}): {out[-1500:]} {err[-1500:]}")
-        assert time.monotonic() < deadline, "the run made no progress"
-        time.sleep(0.02)
 
 
 def _export_rows(run: Path, out: Path) -> list[object]:
@@ -97,7 +78,7 @@ def test_ctrl_c_to_the_process_group_stops_every_worker_and_resumes(tmp_path: Pa
     seeds = seeds_file(tmp_path / "seeds.jsonl", 24)
     args = [str(graph), "--seeds", str(seeds), "--out", str(tmp_path / "out"), "--workers", "2"]
     proc = _start(*args)
-    _wait_for(proc, counter, 12)
+    wait_for_calls(proc, counter, 12, timeout=90)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 130, out + err
@@ -119,7 +100,7 @@ def test_a_killed_worker_stops_the_run_resumably(tmp_path: Path) -> None:
     seeds = seeds_file(tmp_path / "seeds.jsonl", 24)
     args = [str(graph), "--seeds", str(seeds), "--out", str(tmp_path / "out"), "--workers", "2"]
     proc = _start(*args)
-    _wait_for(proc, counter, 6)
+    wait_for_calls(proc, counter, 6, timeout=90)
     # Workers are forked from the fork server, a child of the run's process.
     servers = [p for p in psutil.Process(proc.pid).children() if "forkserver" in " ".join(p.cmdline())]
     assert len(servers) == 1

@@ -155,13 +155,14 @@ def run_plain(opts: RunOptions, *, on_done: Callable[[str, str], Any] | None = N
     """Run the graph over the seeds in this process (see the module docstring for the order)."""
     # Check the whole seeds file first: a bad line 9,000 should not stop a run half-way.
     scan = scan_seeds(opts.seeds, limit=opts.limit)
-    if may_use_processes(opts.workers, scan.count):
-        warm_up()
     reset_endpoint_health()  # a new invocation: no endpoint is known to be down yet
     watch = _LockWatch()
     run = open_run(opts.graph, opts.out, opts.store, seeds_path=opts.seeds, force_new_run=opts.force_new_run,
                    concurrency=opts.concurrency, on_lock_lost=watch)
     watch.bind(run)
+    if may_use_processes(opts.workers, scan.count):
+        # Only once this invocation is the run's writer: a refused second run starts nothing.
+        warm_up()
     started_at = time.time()
     ledger = CallLedger()  # calls made outside any dialogue: the preflight
     notes: list[str] = [run.lock.takeover] if run.lock is not None and run.lock.takeover else []

@@ -18,6 +18,7 @@ import pytest
 
 from interleaf import ObjectStore, RunManifest, layout
 from interleaf.flows.generate import generate_flow
+from tests.faults.run_checks import without_timings
 from tests.fixtures.prefect import PrefectServer
 from tests.flows.conftest import CountingSetup, make_counting_setup
 from tests.flows.test_deploy_e2e import wait_for_final_state
@@ -87,20 +88,9 @@ def child_flow_runs(api_url: str, parent_id: str) -> list[dict[str, Any]]:
 
 def export_rows(folder: Path) -> list[dict[str, Any]]:
     """The jsonl export's rows, without what differs between two runs of the same dialogues."""
-    def clean(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items() if k not in VOLATILE}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return value
-
     rows = [json.loads(line) for path in sorted(folder.glob("*.jsonl"))
             for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return sorted((clean(r) for r in rows), key=lambda r: json.dumps(r, sort_keys=True))
-
-
-#: Timings (of a call, of a node): they differ between two runs of the same dialogues.
-VOLATILE = {"latency_s", "seconds"}
+    return sorted((without_timings(r) for r in rows), key=lambda r: json.dumps(r, sort_keys=True))
 
 
 @pytest.mark.slow

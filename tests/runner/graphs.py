@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import time
 from pathlib import Path
+
+import pytest
 
 
 def chain_graph(path: Path, counter: Path, *, steps: int = 3, delay: float = 0.03, concurrency: int = 4,
@@ -30,6 +34,17 @@ def seeds_file(path: Path, n: int) -> Path:
         for i in range(n):
             fh.write(json.dumps({"id": f"seed-{i:03d}", "prompt": f"question number {i}", "topic": i % 3}) + "\n")
     return path
+
+
+def wait_for_calls(proc: subprocess.Popen[str], counter: Path, n: int, timeout: float = 60) -> None:
+    """Wait until ``counter`` has ``n`` lines; fail with the run's output if it ends or stalls first."""
+    deadline = time.monotonic() + timeout
+    while count_lines(counter) < n:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"run ended early (rc {proc.returncode}): {out[-1500:]} {err[-1500:]}")
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.01)
 
 
 def count_lines(path: Path) -> int:

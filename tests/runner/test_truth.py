@@ -18,7 +18,7 @@ import pytest
 
 from interleaf import RunManifest, layout, run_status
 from interleaf.run.layout import open_store
-from tests.runner.graphs import chain_graph, count_lines, seeds_file
+from tests.runner.graphs import chain_graph, count_lines, seeds_file, wait_for_calls
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,16 +43,6 @@ def _start(*args: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_calls(proc: subprocess.Popen[str], counter: Path, n: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while count_lines(counter) < n:
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"run ended early (rc {proc.returncode}): {out[-1500:]} {err[-1500:]}")
-        assert time.monotonic() < deadline, "the run made no progress"
-        time.sleep(0.01)
-
-
 @pytest.mark.parametrize("backend", ["file", "s3"])
 def test_a_second_writer_is_refused_naming_the_holder(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
@@ -67,7 +57,7 @@ def test_a_second_writer_is_refused_naming_the_holder(
         args += ["--store", f"s3://{moto.create_bucket()}/runs/locked"]
     first = _start(*args)
     try:
-        _wait_for_calls(first, counter, 2)
+        wait_for_calls(first, counter, 2)
         second = _run(*args)
         assert second.returncode == 2, second.stdout + second.stderr
         assert "already has a writer" in second.stderr and f"pid {first.pid}" in second.stderr
@@ -179,7 +169,7 @@ def test_ctrl_c_keeps_the_run_resumable(tmp_path: Path) -> None:
     seeds = seeds_file(tmp_path / "seeds.jsonl", 10)
     args = [str(graph), "--seeds", str(seeds), "--out", str(tmp_path / "out")]
     proc = _start(*args)
-    _wait_for_calls(proc, counter, 5)
+    wait_for_calls(proc, counter, 5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
@@ -202,7 +192,7 @@ def test_sigterm_stops_the_batch_and_records_it(tmp_path: Path) -> None:
     seeds = seeds_file(tmp_path / "seeds.jsonl", 10)
     args = [str(graph), "--seeds", str(seeds), "--out", str(tmp_path / "out")]
     proc = _start(*args)
-    _wait_for_calls(proc, counter, 2)
+    wait_for_calls(proc, counter, 2)
     signalled = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
