@@ -72,6 +72,28 @@ def test_two_processes_export_what_one_process_exports(tmp_path: Path, sim: Simu
     assert report.totals.done == 6 and report.last is not None and report.last.processes == 2
 
 
+def test_workers_resolve_the_graph_with_the_environment_of_their_batch(tmp_path: Path, sim: Simulator,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fork server outlives a batch and keeps the environment it started with; a second batch
+    # in the same process, with the endpoint moved, must reach the new endpoint.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-sim-local")
+    graph = write_lite_graph(tmp_path / "g.json", "${INTERLEAF_TEST_ENDPOINT}", k=1, max_turns=1)
+    seeds = write_seeds(tmp_path / "seeds.jsonl", 2)
+    monkeypatch.setenv("INTERLEAF_TEST_ENDPOINT", sim.base_url)
+    first = run_from_cli(RunOptions(graph=str(graph), seeds=seeds, out=tmp_path / "first", progress=False,
+                                    preflight=False, workers=2))
+    assert first.exit_code == 0, first.describe()
+    assert sim.stats()["requests"] == first.totals.calls > 0
+    with Simulator(seed=1) as moved:
+        monkeypatch.setenv("INTERLEAF_TEST_ENDPOINT", moved.base_url)
+        sim.reset_counters()
+        second = run_from_cli(RunOptions(graph=str(graph), seeds=seeds, out=tmp_path / "second", progress=False,
+                                         preflight=False, workers=2))
+        assert second.exit_code == 0, second.describe()
+        assert moved.stats()["requests"] == second.totals.calls > 0
+        assert sim.stats()["requests"] == 0
+
+
 def test_ctrl_c_to_the_process_group_stops_every_worker_and_resumes(tmp_path: Path) -> None:
     counter = tmp_path / "calls.txt"
     graph = chain_graph(tmp_path / "g.yaml", counter, steps=3, delay=0.1, concurrency=4)

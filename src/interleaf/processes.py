@@ -170,6 +170,9 @@ class _WorkerArgs:
     checkpoints: str
     parent_pid: int
     log_level: int
+    #: The parent's environment when the batch started: the fork server's is from when it started,
+    #: and the graph's ``${VAR}`` endpoints and keys must resolve as they do in the parent.
+    environ: dict[str, str]
 
 
 async def arun_in_processes(run: Run, seeds: Iterable[Seed], *, processes: int,
@@ -194,7 +197,8 @@ async def arun_in_processes(run: Run, seeds: Iterable[Seed], *, processes: int,
     for index in range(processes):
         args = _WorkerArgs(index=index, processes=processes, graph=str(run.doc.path), store=run.store.uri,
                            concurrency=split_width(width, processes, index), checkpoints=run.checkpoints,
-                           parent_pid=os.getpid(), log_level=logging.getLogger("interleaf").getEffectiveLevel())
+                           parent_pid=os.getpid(), log_level=logging.getLogger("interleaf").getEffectiveLevel(),
+                           environ=dict(os.environ))
         proc = ctx.Process(target=_worker_main, args=(args, seed_queue, events, stop_event),
                            name=f"interleaf-worker-{index}", daemon=True)
         proc.start()
@@ -364,6 +368,8 @@ def _worker_main(args: _WorkerArgs, seed_queue: Any, events: Any, stop_event: _S
     """A worker: attach to the run, take seeds from the queue until its end marker, report."""
     # Ctrl-C reaches the whole process group; the parent decides, and tells us through stop_event.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.clear()
+    os.environ.update(args.environ)
     logging.basicConfig(level=args.log_level, format=f"%(levelname)s [worker {args.index}] %(name)s: %(message)s")
     run: Run | None = None
     try:

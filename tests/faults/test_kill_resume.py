@@ -58,9 +58,9 @@ def sim_process() -> Iterator[str]:
 
 
 def _checkpoints(root: Path) -> int:
-    """Checkpoint records written so far (``checkpoints/<thread>/<ns>/cp/<id>``)."""
+    """Checkpoint records written so far (``checkpoints/<thread>/<ns>/c.<id>``)."""
     base = root / "checkpoints"
-    return sum(1 for p in base.rglob("*") if p.parent.name == "cp") if base.is_dir() else 0
+    return sum(1 for p in base.rglob("c.*") if ".~tmp-" not in p.name) if base.is_dir() else 0
 
 
 @pytest.mark.slow

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import operator
+import zlib
 from typing import Annotated, Any, TypedDict
 
+import ormsgpack
 import pytest
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.graph import END, START, StateGraph
 
 from interleaf.storage.checkpoint import ObjectStoreSaver
 from interleaf.storage.store import ObjectStore
+from tests.storage.legacy_layout import LegacyLayoutSaver
 
 
 async def test_langgraph_conformance_suite(store: ObjectStore) -> None:
@@ -97,6 +99,18 @@ def test_sync_api_and_thread_isolation(store: ObjectStore) -> None:
     assert saver.get_tuple({"configurable": {"thread_id": "t/3"}}) is not None
 
 
+def _objects(store: ObjectStore) -> dict[str, dict[str, Any]]:
+    """Every checkpoint object, decoded as the module docstring describes the format."""
+    out = {}
+    for key in store.list("checkpoints"):
+        data = store.get_bytes(key)
+        head, _, payload = data.partition(b"\n")
+        magic, crc = head.split(b" ")
+        assert magic == b"ILCK2" and int(crc, 16) == zlib.crc32(payload), key
+        out[key] = ormsgpack.unpackb(payload)
+    return out
+
+
 def test_checkpoint_objects_are_not_pickles(tmp_path: Any) -> None:
     # Values go through LangGraph's serializer (JSON/msgpack), never pickle.
     store = ObjectStore(tmp_path)
@@ -104,13 +118,102 @@ def test_checkpoint_objects_are_not_pickles(tmp_path: Any) -> None:
     app = _chain([], set()).compile(checkpointer=saver)
     app.invoke({"steps": []}, {"configurable": {"thread_id": "x"}}, durability="sync")
     types: set[str] = set()
-    for key in store.list("checkpoints"):
-        data = store.get_bytes(key)
-        if "/writes/" in key:
-            types |= {w["type"] for w in json.loads(data)["writes"].values()}
-        elif "/channels/" in key:
-            types.add(json.loads(data.split(b"\n", 1)[0])["type"])
+    for key, body in _objects(store).items():
+        if key.rsplit("/", 1)[-1].startswith("w."):
+            types |= {w[1] for w in body["writes"].values()}
         else:
-            record = json.loads(data)
-            types |= {record["checkpoint"][0], record["metadata"][0]}
+            types |= {body["checkpoint"][0], body["metadata"][0]} | {v[1] for v in body["values"].values()}
     assert types and "pickle" not in types
+
+
+def test_a_step_is_two_objects_in_the_thread_folder(tmp_path: Any) -> None:
+    # The object count is what the checkpointer's CPU follows: a checkpoint is one object with
+    # its new values inline, a task's writes one more, all in one folder a thread.
+    store = ObjectStore(tmp_path)
+    saver = ObjectStoreSaver(store)
+    app = _chain([], set()).compile(checkpointer=saver)
+    config: Any = {"configurable": {"thread_id": "x"}}
+    app.invoke({"steps": []}, config, durability="sync")
+    history = list(saver.list(config))
+    keys = store.list("checkpoints")
+    assert len({k.rsplit("/", 1)[0] for k in keys}) == 1
+    names = [k.rsplit("/", 1)[-1] for k in keys]
+    assert sum(n.startswith("c.") for n in names) == len(history) == 5  # input, a, b, c, end
+    assert sum(n.startswith("w.") for n in names) == 4  # START's task and a, b, c
+    # A value is stored once, in the checkpoint where it changed; later ones point at it.
+    stored = _objects(store)
+    newest = stored[next(k for k in keys if k.endswith("c." + history[0].checkpoint["id"]))]
+    holder = newest["located"]["steps"][1]
+    assert holder != history[0].checkpoint["id"] or "steps" in newest["values"]
+    assert history[0].checkpoint["channel_values"]["steps"] == ["a", "b", "c"]
+
+
+async def test_a_torn_newest_checkpoint_falls_back_to_the_one_before(tmp_path: Any) -> None:
+    # Checkpoints are not fsynced one by one: after a machine crash the newest may be torn. The
+    # reader must notice and resume from the last intact one, redoing only what came after it.
+    calls: list[str] = []
+    store = ObjectStore(tmp_path)
+    config: Any = {"configurable": {"thread_id": "t"}}
+    app = _chain(calls, {"c"}).compile(checkpointer=ObjectStoreSaver(store))
+    with pytest.raises(RuntimeError, match="c crashed"):
+        await app.ainvoke({"steps": []}, config, durability="sync")
+    assert calls == ["a", "b", "c"]
+    records = sorted(k for k in store.list("checkpoints") if k.rsplit("/", 1)[-1].startswith("c."))
+    newest = records[-1]  # the one after "b"
+    data = store.get_bytes(newest)
+    (tmp_path / newest).write_bytes(data[: len(data) // 2])
+
+    saver = ObjectStoreSaver(ObjectStore(tmp_path))
+    snapshot = await _chain(calls, set()).compile(checkpointer=saver).aget_state(config)
+    # The one after "a", with the writes "b" left on it (so "b" itself is not run again).
+    assert snapshot.metadata is not None and snapshot.metadata["step"] == 1
+    assert [(t.name, t.result) for t in snapshot.tasks] == [("b", {"steps": ["b"]})]
+    result = await _chain(calls, set()).compile(checkpointer=saver).ainvoke(None, config, durability="sync")
+    assert result["steps"] == ["a", "b", "c"]
+    assert calls == ["a", "b", "c", "c"]
+
+
+async def test_a_checkpoint_whose_values_are_gone_is_skipped(tmp_path: Any) -> None:
+    # The newest record survived a machine crash but the older one holding a value it needs
+    # did not: that checkpoint cannot be rebuilt, so the reader goes further back.
+    store = ObjectStore(tmp_path)
+    config: Any = {"configurable": {"thread_id": "t"}}
+    saver = ObjectStoreSaver(store)
+    app = _chain([], set()).compile(checkpointer=saver)
+    await app.ainvoke({"steps": []}, config, durability="sync")
+    history = [t async for t in saver.alist(config)]
+    stored = _objects(store)
+    by_id = {body["checkpoint_id"]: key for key, body in stored.items() if "located" in body}
+    newest = stored[by_id[history[0].checkpoint["id"]]]
+    holders = {where for _, where in newest["located"].values()} - {history[0].checkpoint["id"]}
+    assert holders, "the newest checkpoint refers to values stored with earlier ones"
+    for holder in holders:
+        store.delete(by_id[holder])
+    fresh = ObjectStoreSaver(ObjectStore(tmp_path))
+    found = fresh.get_tuple(config)
+    assert found is not None and found.checkpoint["id"] not in holders | {history[0].checkpoint["id"]}
+
+
+async def test_checkpoints_of_the_previous_layout_resume(tmp_path: Any) -> None:
+    # A run started by interleaf <= 0.2 (one object per value) resumes after an upgrade.
+    calls: list[str] = []
+    store = ObjectStore(tmp_path)
+    config: Any = {"configurable": {"thread_id": "run-1:seed 1"}}
+    old = _chain(calls, {"b"}).compile(checkpointer=LegacyLayoutSaver(store))
+    with pytest.raises(RuntimeError, match="b crashed"):
+        old.invoke({"steps": []}, config, durability="sync")
+    assert any("/cp/" in k for k in store.list("checkpoints"))
+
+    saver = ObjectStoreSaver(ObjectStore(tmp_path))
+    app = _chain(calls, set()).compile(checkpointer=saver)
+    snapshot = await app.aget_state(config)
+    assert snapshot.next == ("b",) and snapshot.values["steps"] == ["a"]
+    result = await app.ainvoke(None, config, durability="sync")
+    assert result["steps"] == ["a", "b", "c"]
+    assert calls == ["a", "b", "b", "c"]
+    history = [t async for t in saver.alist(config)]
+    assert [t.checkpoint["id"] for t in history] == sorted((t.checkpoint["id"] for t in history), reverse=True)
+    assert {t.config["configurable"]["thread_id"] for t in saver.list(None)} == {"run-1:seed 1"}
+    # The new steps are in the current layout; the old objects are only read.
+    assert any(k.rsplit("/", 1)[-1].startswith("c.") for k in store.list("checkpoints"))
+    assert history[0].checkpoint["channel_values"]["steps"] == ["a", "b", "c"]

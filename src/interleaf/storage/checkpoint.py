@@ -2,15 +2,24 @@
 
 Layout under ``<prefix>/<thread>/<namespace>/`` (each part a :func:`safe_segment`)::
 
-    cp/<checkpoint_id>                    checkpoint record (JSON; ids, parent, metadata)
-    channels/<channel>/<version>          one channel value (written once per new version)
-    writes/<checkpoint_id>/<task>         all pending writes of one task (one object)
+    c.<checkpoint_id>             one checkpoint: ids, parent, metadata, the channel values that
+                                  are new in it, and which checkpoint holds each older value
+    w.<checkpoint_id>.<task_id>   all pending writes of one task
 
-Channel values and writes are stored before the checkpoint record that refers to
-them, and each object is published atomically, so a process killed at any moment
-leaves either the previous checkpoint or the new one visible, never half of one.
-The real thread id, namespace and checkpoint id are kept inside the objects, so
-listing works even where a segment had to be hashed.
+Two objects a step (a task's writes, then the checkpoint), in one folder a thread, instead of
+one object per channel value: on the single-step graph that is 9 objects a seed where one per
+value made 23 in 14 folders, and the object count is what the checkpointer's CPU follows.
+
+Each object is published atomically and carries a CRC-32 of its body. Local checkpoint
+objects are not fsynced one by one: after a crashed *process* the kernel still has all of
+them; after a crashed *machine* the newest may be missing or torn, which the reader sees
+(bad checksum, or a value it points to is gone) and it falls back to the newest intact
+checkpoint, so a dialogue redoes its last steps rather than resuming from half a state.
+Statuses and dialogues, what a run reports, stay fsynced (:mod:`interleaf.run`).
+
+Checkpoints of the previous layout (``cp/``, ``channels/``, ``writes/``; interleaf <= 0.2)
+are still read, so a run started before an upgrade resumes where it stopped; new
+checkpoints are always written in this layout.
 """
 
 from __future__ import annotations
@@ -19,12 +28,17 @@ import asyncio
 import base64
 import functools
 import json
+import logging
 import random
+import threading
+import zlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import ormsgpack
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -43,69 +57,130 @@ from langgraph.checkpoint.base import (
 from interleaf.storage.store import ObjectStore, io_executor, safe_segment
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
-_RECORD_VERSION = 1
+_FORMAT = 2
+_MAGIC = b"ILCK2 "
+_RECORD = "c."
+_WRITES = "w."
+#: Where a value written in the previous layout lives (``channels/<channel>/<version>``).
+_LEGACY = ""
+#: Checkpoints whose value locations are kept in memory for the next step's put.
+_LOCATION_CACHE = 4096
+
+Typed = tuple[str, bytes]
+#: channel -> (version, id of the checkpoint whose object holds that version's value)
+Locations = dict[str, tuple[Any, str]]
 
 
-def _frame(header: dict[str, Any], payload: bytes) -> bytes:
-    return json.dumps(header, sort_keys=True).encode("utf-8") + b"\n" + payload
+def _pack(body: dict[str, Any]) -> bytes:
+    payload = ormsgpack.packb(body)
+    return _MAGIC + b"%08x\n" % zlib.crc32(payload) + payload
 
 
-def _unframe(data: bytes) -> tuple[dict[str, Any], bytes]:
-    head, _, payload = data.partition(b"\n")
-    return json.loads(head), payload
+def _unpack(data: bytes | None) -> dict[str, Any] | None:
+    """The body of an object, or None when it is missing, torn or not ours."""
+    if data is None or not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 9:
+        return None
+    head = len(_MAGIC)
+    payload = data[head + 9:]
+    try:
+        if int(data[head:head + 8], 16) != zlib.crc32(payload):
+            return None
+        body = ormsgpack.unpackb(payload)
+    except (ValueError, ormsgpack.MsgpackDecodeError):
+        return None
+    return body if isinstance(body, dict) and body.get("v") == _FORMAT else None
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+@dataclass
+class _Stored:
+    """One checkpoint as stored, in either layout."""
 
-
-@dataclass(frozen=True)
-class _Record:
     thread_id: str
     checkpoint_ns: str
     checkpoint_id: str
     parent_id: str | None
-    checkpoint: tuple[str, bytes]
-    metadata: tuple[str, bytes]
+    checkpoint: Typed
+    metadata: Typed
+    #: channel -> (version, type, payload): values written with this checkpoint.
+    values: dict[str, tuple[Any, str, bytes]] = field(default_factory=dict)
+    #: None for the previous layout, whose values are objects of their own.
+    located: Locations | None = None
 
     def encode(self) -> bytes:
-        return json.dumps({
-            "v": _RECORD_VERSION,
+        return _pack({
+            "v": _FORMAT,
             "thread_id": self.thread_id,
             "checkpoint_ns": self.checkpoint_ns,
             "checkpoint_id": self.checkpoint_id,
             "parent_checkpoint_id": self.parent_id,
-            "checkpoint": [self.checkpoint[0], _b64(self.checkpoint[1])],
-            "metadata": [self.metadata[0], _b64(self.metadata[1])],
-        }, sort_keys=True).encode("utf-8")
+            "checkpoint": list(self.checkpoint),
+            "metadata": list(self.metadata),
+            "values": {c: list(v) for c, v in self.values.items()},
+            "located": {c: list(v) for c, v in (self.located or {}).items()},
+        })
 
     @classmethod
-    def decode(cls, data: bytes) -> _Record:
-        raw = json.loads(data)
+    def decode(cls, data: bytes | None) -> _Stored | None:
+        raw = _unpack(data)
+        if raw is None:
+            return None
         return cls(
             thread_id=raw["thread_id"],
             checkpoint_ns=raw["checkpoint_ns"],
             checkpoint_id=raw["checkpoint_id"],
             parent_id=raw["parent_checkpoint_id"],
-            checkpoint=(raw["checkpoint"][0], base64.b64decode(raw["checkpoint"][1])),
-            metadata=(raw["metadata"][0], base64.b64decode(raw["metadata"][1])),
+            checkpoint=(raw["checkpoint"][0], raw["checkpoint"][1]),
+            metadata=(raw["metadata"][0], raw["metadata"][1]),
+            values={c: (v[0], v[1], v[2]) for c, v in raw["values"].items()},
+            located={c: (v[0], v[1]) for c, v in raw["located"].items()},
         )
+
+    @classmethod
+    def decode_legacy(cls, data: bytes | None) -> _Stored | None:
+        if data is None:
+            return None
+        try:
+            raw = json.loads(data)
+            return cls(
+                thread_id=raw["thread_id"],
+                checkpoint_ns=raw["checkpoint_ns"],
+                checkpoint_id=raw["checkpoint_id"],
+                parent_id=raw["parent_checkpoint_id"],
+                checkpoint=(raw["checkpoint"][0], base64.b64decode(raw["checkpoint"][1])),
+                metadata=(raw["metadata"][0], base64.b64decode(raw["metadata"][1])),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+class _Unreadable(Exception):
+    """A checkpoint points at a value whose object is gone or torn (a machine crash)."""
 
 
 class ObjectStoreSaver(BaseCheckpointSaver[str]):
     """A LangGraph checkpointer (sync and async) over an :class:`ObjectStore`.
 
     Thread ids are free-form; the runner uses ``"<run_id>:<seed id>"``. Works on any
-    store (local folders, S3); transient store errors are retried by the store.
+    store (local folders, S3); transient store errors are retried by the store. On a
+    local store the async API does its (small, unsynced) file operations on the calling
+    event loop: handing each to a thread costs more CPU than the operation itself.
+
+    Example:
+        >>> saver = ObjectStoreSaver(ObjectStore("/tmp/run"), "checkpoints")
+        >>> app = builder.compile(checkpointer=saver)  # doctest: +SKIP
     """
 
     def __init__(self, store: ObjectStore, prefix: str = "checkpoints", *, serde: SerializerProtocol | None = None):
         super().__init__(serde=serde)
         self.store = store
         self.prefix = prefix.strip("/")
-        # Outer pool for the async API; per-object fetches inside use the store's own pool.
+        # Remote stores: the async API's calls run here; per-object fetches use the store's pool.
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="interleaf-ckpt")
+        self._inline = store.is_local
+        self._located: OrderedDict[tuple[str, str, str], Locations] = OrderedDict()
+        self._located_lock = threading.Lock()
 
     # -- keys -----------------------------------------------------------------------------
     def _thread_dir(self, thread_id: str) -> str:
@@ -116,42 +191,57 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
         return f"{self._thread_dir(thread_id)}/{safe_segment('ns:' + ns)}"
 
     def _record_key(self, thread_id: str, ns: str, checkpoint_id: str) -> str:
+        return f"{self._ns_dir(thread_id, ns)}/{_RECORD}{safe_segment(checkpoint_id)}"
+
+    def _writes_key(self, thread_id: str, ns: str, checkpoint_id: str, task_id: str) -> str:
+        return f"{self._ns_dir(thread_id, ns)}/{_WRITES}{safe_segment(checkpoint_id)}.{safe_segment(task_id)}"
+
+    def _legacy_record_key(self, thread_id: str, ns: str, checkpoint_id: str) -> str:
         return f"{self._ns_dir(thread_id, ns)}/cp/{safe_segment(checkpoint_id)}"
 
-    def _channel_key(self, thread_id: str, ns: str, channel: str, version: Any) -> str:
+    def _legacy_channel_key(self, thread_id: str, ns: str, channel: str, version: Any) -> str:
         return f"{self._ns_dir(thread_id, ns)}/channels/{safe_segment(channel)}/{safe_segment(str(version))}"
 
-    def _writes_dir(self, thread_id: str, ns: str, checkpoint_id: str) -> str:
-        return f"{self._ns_dir(thread_id, ns)}/writes/{safe_segment(checkpoint_id)}"
-
-    # -- helpers --------------------------------------------------------------------------
+    # -- reading --------------------------------------------------------------------------
     def _fetch_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        if len(keys) <= 1:
+        if len(keys) <= 1 or self.store.is_local:
             return [self.store.get_bytes_or_none(k) for k in keys]
         return list(io_executor().map(self.store.get_bytes_or_none, keys))
 
-    def _put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
-        # Local writes take a fraction of a millisecond: handing each to a pool thread costs more
-        # than it saves. Remote stores (S3: tens of ms a request) write in parallel.
-        if len(items) <= 1 or self.store.is_local:
-            for k, v in items:
-                self.store.put_bytes(k, v)
-            return
-        list(io_executor().map(lambda kv: self.store.put_bytes(*kv), items))
+    def _load(self, key: str) -> _Stored | None:
+        """The checkpoint stored under ``key`` (either layout), None when missing or torn."""
+        data = self.store.get_bytes_or_none(key)
+        if key.rsplit("/", 2)[-2] == "cp":  # the previous layout (namespace folders are never "cp")
+            return _Stored.decode_legacy(data)
+        stored = _Stored.decode(data)
+        if stored is None and data is not None:
+            log.warning("checkpoint object %s is torn (a machine crash?); the one before it is used", key)
+        return stored
+
+    def _load_id(self, thread_id: str, ns: str, checkpoint_id: str) -> _Stored | None:
+        stored = self._load(self._record_key(thread_id, ns, checkpoint_id))
+        if stored is None:
+            stored = self._load(self._legacy_record_key(thread_id, ns, checkpoint_id))
+        return stored
 
     def _records_in(self, thread_id: str, ns: str) -> list[tuple[str, str]]:
-        """``(checkpoint_id, record key)`` of a namespace, newest first."""
-        base = f"{self._ns_dir(thread_id, ns)}/cp"
+        """``(checkpoint_id, object key)`` of a namespace's checkpoints, newest first."""
+        base = self._ns_dir(thread_id, ns)
+        named: list[tuple[str, str]] = []
+        names = self.store.list_dir(base)
+        for name in names:
+            if name.startswith(_RECORD):
+                named.append((name[len(_RECORD):], f"{base}/{name}"))
+        if "cp" in names:
+            named += [(name, f"{base}/cp/{name}") for name in self.store.list_dir(f"{base}/cp")]
         out: list[tuple[str, str]] = []
-        for name in self.store.list_dir(base):
-            key = f"{base}/{name}"
-            if "~" in name:  # hashed segment: the real id is in the record
-                data = self.store.get_bytes_or_none(key)
-                if data is None:
-                    continue
-                out.append((_Record.decode(data).checkpoint_id, key))
+        for segment, key in named:
+            if "~" in segment:  # hashed segment: the real id is in the object
+                stored = self._load(key)
+                if stored is not None:
+                    out.append((stored.checkpoint_id, key))
             else:
-                out.append((name, key))
+                out.append((segment, key))
         out.sort(key=lambda t: t[0], reverse=True)
         return out
 
@@ -159,89 +249,183 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
         """Namespaces of a thread (read from a record of each)."""
         out: list[str] = []
         for seg in self.store.list_dir(self._thread_dir(thread_id)):
-            base = f"{self._thread_dir(thread_id)}/{seg}/cp"
-            names = self.store.list_dir(base)
-            if not names:
-                continue
-            data = self.store.get_bytes_or_none(f"{base}/{names[0]}")
-            if data is not None:
-                out.append(_Record.decode(data).checkpoint_ns)
+            stored = self._first_record_at(f"{self._thread_dir(thread_id)}/{seg}")
+            if stored is not None:
+                out.append(stored.checkpoint_ns)
         return out
 
     def _threads(self) -> list[str]:
+        # Thread folders are named by their (real) thread id's segment.
         out: list[str] = []
         for seg in self.store.list_dir(self.prefix):
-            base = f"{self.prefix}/{seg}"
-            for ns_seg in self.store.list_dir(base):
-                names = self.store.list_dir(f"{base}/{ns_seg}/cp")
-                if names:
-                    data = self.store.get_bytes_or_none(f"{base}/{ns_seg}/cp/{names[0]}")
-                    if data is not None:
-                        out.append(_Record.decode(data).thread_id)
-                        break
+            for ns_seg in self.store.list_dir(f"{self.prefix}/{seg}"):
+                stored = self._first_record_at(f"{self.prefix}/{seg}/{ns_seg}")
+                if stored is not None:
+                    out.append(stored.thread_id)
+                    break
         return out
 
-    def _pending_writes(self, thread_id: str, ns: str, checkpoint_id: str) -> list[PendingWrite]:
-        base = self._writes_dir(thread_id, ns, checkpoint_id)
+    def _first_record_at(self, base: str) -> _Stored | None:
         names = self.store.list_dir(base)
-        found: list[tuple[tuple[str, str, int], PendingWrite]] = []
-        for data in self._fetch_many([f"{base}/{n}" for n in names]):
+        keys = [f"{base}/{n}" for n in names if n.startswith(_RECORD)]
+        if "cp" in names:
+            keys += [f"{base}/cp/{n}" for n in self.store.list_dir(f"{base}/cp")]
+        for key in keys:
+            stored = self._load(key)
+            if stored is not None:
+                return stored
+        return None
+
+    def _pending_writes(self, thread_id: str, ns: str, checkpoint_id: str) -> list[PendingWrite]:
+        base = self._ns_dir(thread_id, ns)
+        start = f"{_WRITES}{safe_segment(checkpoint_id)}."
+        keys = [f"{base}/{n}" for n in self.store.list_dir(base) if n.startswith(start)]
+        found: dict[tuple[str, int], tuple[tuple[str, str, int], PendingWrite]] = {}
+        legacy = f"{base}/writes/{safe_segment(checkpoint_id)}"
+        for data in self._fetch_many([f"{legacy}/{n}" for n in self.store.list_dir(legacy)]):
             if data is None:
                 continue
             task = json.loads(data)
             for item in task["writes"].values():
                 value = self.serde.loads_typed((item["type"], base64.b64decode(item["payload"])))
                 sort = writes_sort_key(item.get("task_path", ""), task["task_id"], item["idx"])
-                found.append((sort, (task["task_id"], item["channel"], value)))
-        found.sort(key=lambda t: t[0])
-        return [w for _, w in found]
+                found[(task["task_id"], item["idx"])] = (sort, (task["task_id"], item["channel"], value))
+        for data in self._fetch_many(keys):
+            body = _unpack(data)
+            if body is None or body["checkpoint_id"] != checkpoint_id:
+                continue  # torn (the task runs again), or another id sharing the name's start
+            for channel, kind, payload, idx, task_path in body["writes"].values():
+                if (body["task_id"], idx) in found:
+                    continue
+                sort = writes_sort_key(task_path, body["task_id"], idx)
+                found[(body["task_id"], idx)] = (sort, (body["task_id"], channel,
+                                                        self.serde.loads_typed((kind, payload))))
+        return [w for _, w in sorted(found.values(), key=lambda t: t[0])]
 
-    def _tuple(self, record: _Record) -> CheckpointTuple:
-        checkpoint: Checkpoint = self.serde.loads_typed(record.checkpoint)
+    def _value(self, stored: _Stored, channel: str, version: Any,
+               others: dict[str, _Stored | None]) -> tuple[str, bytes] | None:
+        """``(type, payload)`` of ``channel`` at ``version`` as ``stored`` sees it; None: empty."""
+        where = (stored.located or {}).get(channel)
+        if stored.located is None:  # previous layout: one object per value
+            return self._legacy_value(stored, channel, version)
+        if where is None or where[0] != version:
+            return self._search_value(stored, channel, version)
+        holder_id = where[1]
+        if holder_id == _LEGACY:
+            return self._legacy_value(stored, channel, version)
+        if holder_id == stored.checkpoint_id:
+            holder: _Stored | None = stored
+        else:
+            if holder_id not in others:
+                others[holder_id] = self._load_id(stored.thread_id, stored.checkpoint_ns, holder_id)
+            holder = others[holder_id]
+        if holder is None:
+            raise _Unreadable(f"checkpoint {stored.checkpoint_id} needs {channel!r} from {holder_id}, which is gone")
+        value = holder.values.get(channel)
+        if value is None or value[0] != version:
+            return None  # the channel was emptied at that version
+        return value[1], value[2]
+
+    def _legacy_value(self, stored: _Stored, channel: str, version: Any) -> tuple[str, bytes] | None:
+        data = self.store.get_bytes_or_none(
+            self._legacy_channel_key(stored.thread_id, stored.checkpoint_ns, channel, version))
+        if data is None:
+            return None
+        head, _, payload = data.partition(b"\n")
+        kind = json.loads(head)["type"]
+        return None if kind == "empty" else (kind, payload)
+
+    def _search_value(self, stored: _Stored, channel: str, version: Any) -> tuple[str, bytes] | None:
+        """A value whose checkpoint the record does not name (puts out of lineage order)."""
+        for checkpoint_id, key in self._records_in(stored.thread_id, stored.checkpoint_ns):
+            other = stored if checkpoint_id == stored.checkpoint_id else self._load(key)
+            if other is None or other.located is None:
+                continue
+            value = other.values.get(channel)
+            if value is not None and value[0] == version:
+                return value[1], value[2]
+        return self._legacy_value(stored, channel, version)
+
+    def _tuple(self, stored: _Stored) -> CheckpointTuple:
+        checkpoint: Checkpoint = self.serde.loads_typed(stored.checkpoint)
         versions = checkpoint.get("channel_versions", {})
-        channels = sorted(versions)
-        keys = [self._channel_key(record.thread_id, record.checkpoint_ns, c, versions[c]) for c in channels]
         values: dict[str, Any] = {}
-        for channel, data in zip(channels, self._fetch_many(keys), strict=True):
-            if data is None:
-                continue
-            head, payload = _unframe(data)
-            if head["type"] == "empty":
-                continue
-            values[channel] = self.serde.loads_typed((head["type"], payload))
+        others: dict[str, _Stored | None] = {}
+        for channel in sorted(versions):
+            typed = self._value(stored, channel, versions[channel], others)
+            if typed is not None:
+                values[channel] = self.serde.loads_typed(typed)
         config: RunnableConfig = {"configurable": {
-            "thread_id": record.thread_id,
-            "checkpoint_ns": record.checkpoint_ns,
-            "checkpoint_id": record.checkpoint_id,
+            "thread_id": stored.thread_id,
+            "checkpoint_ns": stored.checkpoint_ns,
+            "checkpoint_id": stored.checkpoint_id,
         }}
         parent: RunnableConfig | None = None
-        if record.parent_id:
+        if stored.parent_id:
             parent = {"configurable": {
-                "thread_id": record.thread_id,
-                "checkpoint_ns": record.checkpoint_ns,
-                "checkpoint_id": record.parent_id,
+                "thread_id": stored.thread_id,
+                "checkpoint_ns": stored.checkpoint_ns,
+                "checkpoint_id": stored.parent_id,
             }}
         return CheckpointTuple(
             config=config,
             checkpoint={**checkpoint, "channel_values": values},
-            metadata=self.serde.loads_typed(record.metadata),
+            metadata=self.serde.loads_typed(stored.metadata),
             parent_config=parent,
-            pending_writes=self._pending_writes(record.thread_id, record.checkpoint_ns, record.checkpoint_id),
+            pending_writes=self._pending_writes(stored.thread_id, stored.checkpoint_ns, stored.checkpoint_id),
         )
+
+    def _readable_tuple(self, stored: _Stored) -> CheckpointTuple | None:
+        try:
+            return self._tuple(stored)
+        except _Unreadable as exc:
+            log.warning("%s; the one before it is used", exc)
+            return None
+
+    # -- value locations ----------------------------------------------------------------------
+    def _remember(self, key: tuple[str, str, str], located: Locations) -> None:
+        with self._located_lock:
+            self._located[key] = located
+            self._located.move_to_end(key)
+            while len(self._located) > _LOCATION_CACHE:
+                self._located.popitem(last=False)
+
+    def _locations_of(self, thread_id: str, ns: str, checkpoint_id: str | None) -> Locations:
+        """Where each value of checkpoint ``checkpoint_id`` lives (read once, then kept)."""
+        if not checkpoint_id:
+            return {}
+        key = (thread_id, ns, checkpoint_id)
+        with self._located_lock:
+            cached = self._located.get(key)
+        if cached is not None:
+            return cached
+        stored = self._load_id(thread_id, ns, checkpoint_id)
+        if stored is None:
+            return {}
+        if stored.located is not None:
+            located = stored.located
+        else:
+            versions = self.serde.loads_typed(stored.checkpoint).get("channel_versions", {})
+            located = {c: (v, _LEGACY) for c, v in versions.items()}
+        self._remember(key, located)
+        return located
 
     # -- sync API ----------------------------------------------------------------------------
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """The checkpoint named by ``config`` (or the thread's latest), with values and pending writes."""
+        """The checkpoint named by ``config`` (or the thread's newest intact one), with values and writes."""
         conf = config["configurable"]
         thread_id = str(conf["thread_id"])
         ns = conf.get("checkpoint_ns", "")
         checkpoint_id = get_checkpoint_id(config)
         if checkpoint_id:
-            data = self.store.get_bytes_or_none(self._record_key(thread_id, ns, checkpoint_id))
-        else:
-            records = self._records_in(thread_id, ns)
-            data = self.store.get_bytes_or_none(records[0][1]) if records else None
-        return None if data is None else self._tuple(_Record.decode(data))
+            stored = self._load_id(thread_id, ns, checkpoint_id)
+            return None if stored is None else self._readable_tuple(stored)
+        for _, key in self._records_in(thread_id, ns):
+            stored = self._load(key)
+            found = None if stored is None else self._readable_tuple(stored)
+            if found is not None:
+                return found
+        return None
 
     def list(
         self,
@@ -269,17 +453,19 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
                     continue
                 if before_id and cid >= before_id:
                     continue
-                data = self.store.get_bytes_or_none(key)
-                if data is None:
+                stored = self._load(key)
+                if stored is None:
                     continue
-                record = _Record.decode(data)
                 if filter:
-                    metadata = self.serde.loads_typed(record.metadata)
+                    metadata = self.serde.loads_typed(stored.metadata)
                     if not all(metadata.get(k) == v for k, v in filter.items()):
                         continue
+                item = self._readable_tuple(stored)
+                if item is None:
+                    continue
                 if remaining is not None:
                     remaining -= 1
-                yield self._tuple(record)
+                yield item
 
     def put(
         self,
@@ -288,29 +474,39 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        """Store the new channel versions, then publish the checkpoint record."""
+        """Publish the checkpoint with its new channel values, as one object."""
         conf = config["configurable"]
         thread_id = str(conf["thread_id"])
         ns = conf.get("checkpoint_ns", "")
+        checkpoint_id = checkpoint["id"]
         body = dict(checkpoint)
         values: dict[str, Any] = body.pop("channel_values", {})  # type: ignore[assignment]
-        channel_objects: list[tuple[str, bytes]] = []
+        inline: dict[str, tuple[Any, str, bytes]] = {}
         for channel, version in new_versions.items():
-            kind, payload = self.serde.dumps_typed(values[channel]) if channel in values else ("empty", b"")
-            channel_objects.append(
-                (self._channel_key(thread_id, ns, channel, version), _frame({"type": kind}, payload))
-            )
-        self._put_many(channel_objects)
-        record = _Record(
+            if channel in values:
+                kind, payload = self.serde.dumps_typed(values[channel])
+                inline[channel] = (version, kind, payload)
+        parent_located = self._locations_of(thread_id, ns, conf.get("checkpoint_id"))
+        located: Locations = {}
+        for channel, version in checkpoint.get("channel_versions", {}).items():
+            if channel in new_versions:
+                located[channel] = (new_versions[channel], checkpoint_id)
+            elif channel in parent_located and parent_located[channel][0] == version:
+                located[channel] = parent_located[channel]
+            # else: not in this lineage; the reader searches the namespace for it
+        stored = _Stored(
             thread_id=thread_id,
             checkpoint_ns=ns,
-            checkpoint_id=checkpoint["id"],
+            checkpoint_id=checkpoint_id,
             parent_id=conf.get("checkpoint_id"),
             checkpoint=self.serde.dumps_typed(body),
             metadata=self.serde.dumps_typed(get_checkpoint_metadata(config, metadata)),
+            values=inline,
+            located=located,
         )
-        self.store.put_bytes(self._record_key(thread_id, ns, checkpoint["id"]), record.encode())
-        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
+        self.store.put_bytes(self._record_key(thread_id, ns, checkpoint_id), stored.encode(), durable=False)
+        self._remember((thread_id, ns, checkpoint_id), located)
+        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
 
     def put_writes(
         self,
@@ -327,25 +523,29 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
         conf = config["configurable"]
         thread_id = str(conf["thread_id"])
         ns = conf.get("checkpoint_ns", "")
-        key = f"{self._writes_dir(thread_id, ns, conf['checkpoint_id'])}/{safe_segment(str(task_id))}"
-        existing = self.store.get_bytes_or_none(key)
-        stored: dict[str, Any] = json.loads(existing)["writes"] if existing is not None else {}
+        checkpoint_id = str(conf["checkpoint_id"])
+        key = self._writes_key(thread_id, ns, checkpoint_id, str(task_id))
+        existing = _unpack(self.store.get_bytes_or_none(key))
+        stored: dict[str, Any] = existing["writes"] if existing is not None else {}
         changed = False
         for i, (channel, value) in enumerate(writes):
             idx = WRITES_IDX_MAP.get(channel, i)
             if idx >= 0 and str(idx) in stored:
                 continue
             kind, payload = self.serde.dumps_typed(value)
-            stored[str(idx)] = {"channel": channel, "type": kind, "payload": _b64(payload), "idx": idx,
-                                "task_path": task_path}
+            stored[str(idx)] = [channel, kind, payload, idx, task_path]
             changed = True
         if changed:
-            body = {"v": _RECORD_VERSION, "task_id": task_id, "writes": stored}
-            self.store.put_bytes(key, json.dumps(body, sort_keys=True).encode("utf-8"))
+            body = {"v": _FORMAT, "task_id": task_id, "checkpoint_id": checkpoint_id, "writes": stored}
+            self.store.put_bytes(key, _pack(body), durable=False)
 
     def delete_thread(self, thread_id: str) -> None:
         """Remove every checkpoint, channel value and write of ``thread_id``."""
-        self.store.delete_prefix(self._thread_dir(str(thread_id)))
+        thread_id = str(thread_id)
+        self.store.delete_prefix(self._thread_dir(thread_id))
+        with self._located_lock:
+            for key in [k for k in self._located if k[0] == thread_id]:
+                del self._located[key]
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """Monotonic string versions with a random tail, so concurrent forks never share a key."""
@@ -359,6 +559,8 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
 
     # -- async API --------------------------------------------------------------------------
     async def _offload(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._inline:
+            return fn(*args, **kwargs)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
@@ -373,7 +575,10 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        items = await self._offload(lambda: list(self.list(config, filter=filter, before=before, limit=limit)))
+        # A listing may read a whole run's checkpoints: always off the event loop.
+        loop = asyncio.get_running_loop()
+        items = await loop.run_in_executor(
+            self._pool, lambda: list(self.list(config, filter=filter, before=before, limit=limit)))
         for item in items:
             yield item
 
@@ -400,4 +605,3 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
-

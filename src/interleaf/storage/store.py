@@ -164,6 +164,11 @@ def _s3_options(given: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
+def _read_local(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
 class ObjectStore:
     """Bytes and JSON under a root URI (``file://...``, a plain path, or ``s3://bucket/prefix``)."""
 
@@ -243,17 +248,23 @@ class ObjectStore:
                 delay = min(delay * 2, 4.0)
 
     # -- sync API -------------------------------------------------------------------------
-    def put_bytes(self, key: str, data: bytes) -> None:
-        """Publish ``data`` under ``key`` atomically (readers see all of it or nothing)."""
+    def put_bytes(self, key: str, data: bytes, *, durable: bool = True) -> None:
+        """Publish ``data`` under ``key`` atomically (readers see all of it or nothing).
+
+        ``durable=False`` skips the local ``fsync``: the object survives the process (the kernel
+        holds it) but a machine crash may lose or truncate it, so use it only for objects whose
+        readers detect that and can do without them (checkpoints, which carry a checksum). An
+        S3 ``PUT`` is durable either way.
+        """
         path = self.path(key)
         if self.is_local:
-            self._retrying(f"put {key}", lambda: self._put_local(path, data))
+            self._retrying(f"put {key}", lambda: self._put_local(path, data, durable))
         else:
             self._retrying(f"put {key}", lambda: self.fs.pipe_file(path, data))
 
     @staticmethod
-    def _write_temp(path: str, data: bytes) -> str:
-        """A complete, synced temporary file next to ``path`` (never seen under the key itself)."""
+    def _write_temp(path: str, data: bytes, durable: bool = True) -> str:
+        """A complete (and, when ``durable``, synced) temporary file next to ``path``."""
         tmp = f"{path}{_TMP_MARK}{uuid.uuid4().hex}"
         try:
             try:
@@ -263,8 +274,9 @@ class ObjectStore:
                 fh = open(tmp, "wb")
             with fh:
                 fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
         except BaseException:
             with suppress(OSError):
                 os.unlink(tmp)
@@ -272,8 +284,8 @@ class ObjectStore:
         return tmp
 
     @classmethod
-    def _put_local(cls, path: str, data: bytes) -> None:
-        tmp = cls._write_temp(path, data)
+    def _put_local(cls, path: str, data: bytes, durable: bool = True) -> None:
+        tmp = cls._write_temp(path, data, durable)
         try:
             os.replace(tmp, path)
         except BaseException:
@@ -324,6 +336,8 @@ class ObjectStore:
     def get_bytes(self, key: str) -> bytes:
         path = self.path(key)
         try:
+            if self.is_local:  # a plain read: fsspec's file object costs more than the read itself
+                return self._retrying(f"get {key}", lambda: _read_local(path))
             return self._retrying(f"get {key}", lambda: self.fs.cat_file(path))  # type: ignore[no-any-return]
         except FileNotFoundError:
             raise FileNotFoundError(f"no object {key!r} in {self.uri}") from None
@@ -382,6 +396,15 @@ class ObjectStore:
     def list_dir(self, prefix: str = "") -> Keys:
         """Names of the immediate children (objects and folders) under ``prefix``, sorted."""
         base = self._root if not prefix else self.path(prefix.rstrip("/"))
+
+        if self.is_local:
+            def listdir() -> Keys:
+                try:
+                    return os.listdir(base)
+                except (FileNotFoundError, NotADirectoryError):
+                    return []
+
+            return sorted(n for n in self._retrying(f"ls {prefix or '/'}", listdir) if _TMP_MARK not in n)
 
         def ls() -> Keys:
             try:
