@@ -68,11 +68,14 @@ def machine(with_load: bool = True) -> str:
 
 
 def git_revision() -> str:
-    """The checkout's short commit id (the working tree may differ from it)."""
+    """The checkout's short commit id, with " + changes" when tracked files differ from it."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True,
                              timeout=10)
-        return out.stdout.strip() or "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":!bench/RESULTS.md"],
+                               cwd=BENCH_DIR, capture_output=True, text=True, timeout=10)
+        revision = out.stdout.strip() or "unknown"
+        return revision + (" + changes" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

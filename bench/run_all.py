@@ -245,8 +245,7 @@ def distilabel_version() -> str:
 def report(by: dict[str, Bench], found: list[Goal], meta: dict[str, str]) -> str:
     """The generated part of RESULTS.md: header, goals, one table per benchmark."""
     md = ["## Latest figures (`bench/run_all.py`)", "",
-          f"**Machine**: {meta['machine']}. **Versions**: {meta['versions']}. **Checkout**: git {meta['git']} "
-          f"+ working tree.", "",
+          f"**Machine**: {meta['machine']}. **Versions**: {meta['versions']}. **Checkout**: git {meta['git']}.", "",
           f"**Date**: {meta['date']}. **Load** (1/5/15-minute averages): before {meta['load_before']}, after "
           f"{meta['load_after']}. **Mode**: {meta['mode']}; total {meta['total']}.", "",
           "### Goals (issue #17)", "", "| # | goal | measured | target | verdict |", "|---|---|---:|---:|---|"]

@@ -169,6 +169,14 @@ def _read_local(path: str) -> bytes:
         return fh.read()
 
 
+def _read_local_or_none(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+
+
 class ObjectStore:
     """Bytes and JSON under a root URI (``file://...``, a plain path, or ``s3://bucket/prefix``)."""
 
@@ -344,6 +352,9 @@ class ObjectStore:
 
     def get_bytes_or_none(self, key: str) -> bytes | None:
         """The object's bytes, or None when there is no such object."""
+        if self.is_local:  # "not there" is the common answer (checkpoint writes ask first): no raise
+            path = self.path(key)
+            return self._retrying(f"get {key}", lambda: _read_local_or_none(path))
         try:
             return self.get_bytes(key)
         except FileNotFoundError:
