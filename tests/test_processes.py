@@ -38,6 +38,18 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=180)
 
 
+def _start_chain_run(tmp_path: Path, *, steps: int, delay: float,
+                     calls_before: int) -> tuple[subprocess.Popen[str], list[str], Path]:
+    """24 seeds of a ``steps``-long chain on ``--workers 2``, once ``calls_before`` calls were made."""
+    counter = tmp_path / "calls.txt"
+    graph = chain_graph(tmp_path / "g.yaml", counter, steps=steps, delay=delay, concurrency=4)
+    seeds = seeds_file(tmp_path / "seeds.jsonl", 24)
+    args = [str(graph), "--seeds", str(seeds), "--out", str(tmp_path / "out"), "--workers", "2"]
+    proc = _start(*args)
+    wait_for_calls(proc, counter, calls_before, timeout=90)
+    return proc, args, counter
+
+
 def _export_rows(run: Path, out: Path) -> list[object]:
     export_run(run, "jsonl", out)
     rows = []
@@ -95,12 +107,7 @@ def test_workers_resolve_the_graph_with_the_environment_of_their_batch(tmp_path:
 
 
 def test_ctrl_c_to_the_process_group_stops_every_worker_and_resumes(tmp_path: Path) -> None:
-    counter = tmp_path / "calls.txt"
-    graph = chain_graph(tmp_path / "g.yaml", counter, steps=3, delay=0.1, concurrency=4)
-    seeds = seeds_file(tmp_path / "seeds.jsonl", 24)
-    args = [str(graph), "--seeds", str(seeds), "--out", str(tmp_path / "out"), "--workers", "2"]
-    proc = _start(*args)
-    wait_for_calls(proc, counter, 12, timeout=90)
+    proc, args, counter = _start_chain_run(tmp_path, steps=3, delay=0.1, calls_before=12)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 130, out + err
@@ -117,12 +124,7 @@ def test_ctrl_c_to_the_process_group_stops_every_worker_and_resumes(tmp_path: Pa
 
 
 def test_a_killed_worker_stops_the_run_resumably(tmp_path: Path) -> None:
-    counter = tmp_path / "calls.txt"
-    graph = chain_graph(tmp_path / "g.yaml", counter, steps=2, delay=0.2, concurrency=4)
-    seeds = seeds_file(tmp_path / "seeds.jsonl", 24)
-    args = [str(graph), "--seeds", str(seeds), "--out", str(tmp_path / "out"), "--workers", "2"]
-    proc = _start(*args)
-    wait_for_calls(proc, counter, 6, timeout=90)
+    proc, args, counter = _start_chain_run(tmp_path, steps=2, delay=0.2, calls_before=6)
     # Workers are forked from the fork server, a child of the run's process.
     servers = [p for p in psutil.Process(proc.pid).children() if "forkserver" in " ".join(p.cmdline())]
     assert len(servers) == 1

@@ -23,6 +23,7 @@ from tests.faults.cli import REPO, interleaf_command, subprocess_env
 from tests.faults.lite_graph import write_lite_graph, write_seeds
 from tests.faults.run_checks import check_every_seed_ended_once, final_dataset
 from tests.fixtures.s3 import free_port
+from tests.runner.graphs import wait_until
 
 N_SEEDS = 6
 #: Kill when the run has written this share of the checkpoints the uninterrupted run wrote.
@@ -85,13 +86,7 @@ def test_three_sigkills_then_resume_give_the_uninterrupted_dataset(
         target = int(total * share)
         proc = subprocess.Popen(interleaf_command(*args), cwd=REPO, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while _checkpoints(out) < target:
-            if proc.poll() is not None:
-                _, err = proc.communicate()
-                pytest.fail(f"run ended before the kill at {target} checkpoints: {err.decode()[-2000:]}")
-            assert time.monotonic() < deadline, "the run made no progress towards the kill point"
-            time.sleep(0.01)
+        wait_until(proc, lambda at=target: _checkpoints(out) >= at, f"the kill at {target} checkpoints", timeout=60)
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate()
         assert proc.returncode == -signal.SIGKILL

@@ -6,7 +6,9 @@ import itertools
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,15 +38,26 @@ def seeds_file(path: Path, n: int) -> Path:
     return path
 
 
+def wait_until(proc: subprocess.Popen[Any], reached: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Poll ``reached`` until it holds; fail with the run's output if the run ends or stalls first."""
+    deadline = time.monotonic() + timeout
+    while not reached():
+        if proc.poll() is not None:
+            out, err = (_text(part) for part in proc.communicate())
+            pytest.fail(f"run ended before {what} (rc {proc.returncode}): {out[-1500:]} {err[-1500:]}")
+        assert time.monotonic() < deadline, f"the run made no progress towards {what}"
+        time.sleep(0.01)
+
+
 def wait_for_calls(proc: subprocess.Popen[str], counter: Path, n: int, timeout: float = 60) -> None:
     """Wait until ``counter`` has ``n`` lines; fail with the run's output if it ends or stalls first."""
-    deadline = time.monotonic() + timeout
-    while count_lines(counter) < n:
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"run ended early (rc {proc.returncode}): {out[-1500:]} {err[-1500:]}")
-        assert time.monotonic() < deadline, "the run made no progress"
-        time.sleep(0.01)
+    wait_until(proc, lambda: count_lines(counter) >= n, f"{n} calls", timeout)
+
+
+def _text(part: str | bytes | None) -> str:
+    if isinstance(part, bytes):
+        return part.decode("utf-8", "replace")
+    return part or ""
 
 
 def count_lines(path: Path) -> int:

@@ -164,11 +164,6 @@ def _s3_options(given: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
-def _read_local(path: str) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read()
-
-
 def _read_local_or_none(path: str) -> bytes | None:
     try:
         with open(path, "rb") as fh:
@@ -342,23 +337,24 @@ class ObjectStore:
                 os.unlink(tmp)
 
     def get_bytes(self, key: str) -> bytes:
-        path = self.path(key)
-        try:
-            if self.is_local:  # a plain read: fsspec's file object costs more than the read itself
-                return self._retrying(f"get {key}", lambda: _read_local(path))
-            return self._retrying(f"get {key}", lambda: self.fs.cat_file(path))  # type: ignore[no-any-return]
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no object {key!r} in {self.uri}") from None
+        data = self.get_bytes_or_none(key)
+        if data is None:
+            raise FileNotFoundError(f"no object {key!r} in {self.uri}")
+        return data
 
     def get_bytes_or_none(self, key: str) -> bytes | None:
         """The object's bytes, or None when there is no such object."""
-        if self.is_local:  # "not there" is the common answer (checkpoint writes ask first): no raise
-            path = self.path(key)
+        path = self.path(key)
+        if self.is_local:  # a plain read (fsspec's file object costs more), and "not there" raises nothing
             return self._retrying(f"get {key}", lambda: _read_local_or_none(path))
-        try:
-            return self.get_bytes(key)
-        except FileNotFoundError:
-            return None
+
+        def cat() -> bytes | None:
+            try:
+                return self.fs.cat_file(path)  # type: ignore[no-any-return]
+            except FileNotFoundError:
+                return None
+
+        return self._retrying(f"get {key}", cat)
 
     def exists(self, key: str) -> bool:
         path = self.path(key)
