@@ -13,7 +13,7 @@ Parts, decided per stack in this order ("who asked for the work", not where it r
 
 ``litellm``        any frame of litellm, or the innermost library frame is its HTTP stack
                    (openai, httpx, httpcore, aiohttp, anyio, h11): the client library's work
-``checkpoints``    any frame of the checkpoint saver (interleaf.storage.checkpoint,
+``checkpoints``    any frame of the checkpoint saver (interleaf.storage.checkpoint(_log),
                    langgraph.checkpoint) or a store call on a ``checkpoints/`` key
 ``status writes``  the end of a dialogue (``Run._finish``: dialogue and status files) or a
                    store call on a ``status/`` or ``dialogues/`` key
@@ -158,7 +158,7 @@ class CpuParts:
         """checkpoints / status writes when this frame says so (innermost such frame wins)."""
         filename = code.co_filename
         if pkg == "interleaf":
-            if filename.endswith("storage/checkpoint.py"):
+            if filename.endswith(("storage/checkpoint.py", "storage/checkpoint_log.py")):
                 return "checkpoints"
             if code.co_name == "_finish" and filename.endswith("runner.py"):
                 return "status writes"

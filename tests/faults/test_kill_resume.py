@@ -19,6 +19,7 @@ import pytest
 
 from interleaf import ObjectStore, RunManifest, RunOptions, layout
 from interleaf.launch import run_from_cli
+from interleaf.storage.checkpoint_log import read_frames
 from tests.faults.cli import REPO, interleaf_command, subprocess_env
 from tests.faults.lite_graph import write_lite_graph, write_seeds
 from tests.faults.run_checks import check_every_seed_ended_once, final_dataset
@@ -59,9 +60,12 @@ def sim_process() -> Iterator[str]:
 
 
 def _checkpoints(root: Path) -> int:
-    """Checkpoint records written so far (``checkpoints/<thread>/<ns>/c.<id>``)."""
+    """Checkpoints written so far: the intact ``c`` frames of the thread logs (``checkpoints/<thread>~log``)."""
     base = root / "checkpoints"
-    return sum(1 for p in base.rglob("c.*") if ".~tmp-" not in p.name) if base.is_dir() else 0
+    if not base.is_dir():
+        return 0
+    return sum(sum(1 for body in read_frames(p.read_bytes())[0] if body.get("k") == "c")
+               for p in base.glob("*~log"))
 
 
 @pytest.mark.slow

@@ -13,8 +13,9 @@ from interleaf.launch import run_from_cli
 from interleaf.run.layout import dialogue_key, status_key
 from interleaf.seeds import read_seeds
 from interleaf.state import DialogueState
-from interleaf.storage.store import ObjectStore
+from interleaf.storage.store import ObjectStore, safe_segment
 from tests.runner.graphs import chain_graph, count_lines, seeds_file
+from tests.storage.log_files import cut_before
 
 
 async def test_run_writes_layout_and_skips_finished_dialogues(tmp_path: Path, store_uri: str) -> None:
@@ -154,9 +155,11 @@ async def test_resume_applies_writes_saved_after_the_last_checkpoint(tmp_path: P
         # Drop the checkpoints after the one where step1 was next, keeping step1's saved writes.
         cut = next(t for t in history if t.metadata.get("step") == 1)
         assert cut.pending_writes, "step1's writes should be stored against the checkpoint before it"
-        for t in history:
-            if t.checkpoint["id"] > cut.checkpoint["id"]:
-                run.store.delete(saver._record_key(run.thread_id("seed-000"), "", t.checkpoint["id"]))
+        log = run.store.local_path(f"checkpoints/{safe_segment(run.thread_id('seed-000'))}~log")
+        assert log is not None and log.is_file()
+        cut_before(log, lambda body: body["k"] == "c" and body["id"] > cut.checkpoint["id"])
+        newest = await saver.aget_tuple(thread)
+        assert newest is not None and newest.checkpoint["id"] == cut.checkpoint["id"]
         run.store.delete(status_key("seed-000"))
         run.store.delete(dialogue_key("seed-000"))
         calls_before = count_lines(counter)

@@ -1,9 +1,16 @@
-"""ObjectStoreSaver: LangGraph's own conformance suite plus resume behaviour, on file:// and s3://."""
+"""ObjectStoreSaver: LangGraph's own conformance suite plus resume behaviour, on file:// and s3://.
+
+Local stores keep a thread as one log (``storage/checkpoint_log.py``), object stores as objects;
+the object layout is also tested on a local folder (``layout="objects"``).
+"""
 
 from __future__ import annotations
 
+import logging
 import operator
+import os
 import zlib
+from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import ormsgpack
@@ -12,17 +19,19 @@ from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.graph import END, START, StateGraph
 
 from interleaf.storage.checkpoint import ObjectStoreSaver
+from interleaf.storage.checkpoint_log import read_frames
 from interleaf.storage.store import ObjectStore
 from tests.storage.legacy_layout import LegacyLayoutSaver
+from tests.storage.log_files import frame_offsets
 
 
-async def test_langgraph_conformance_suite(store: ObjectStore) -> None:
+async def _conformance(store: ObjectStore, layout: Any) -> None:
     counter = {"n": 0}
 
     @checkpointer_test(name="ObjectStoreSaver")
     async def make_saver() -> Any:
         counter["n"] += 1
-        saver = ObjectStoreSaver(store, prefix=f"conformance-{counter['n']}")
+        saver = ObjectStoreSaver(store, prefix=f"conformance-{counter['n']}", layout=layout)
         yield saver
         saver.close()
 
@@ -31,6 +40,23 @@ async def test_langgraph_conformance_suite(store: ObjectStore) -> None:
         name: result.failures for name, result in report.results.items() if result.passed is False
     }
     assert report.passed_all_base(), failures
+
+
+async def test_langgraph_conformance_suite(store: ObjectStore) -> None:
+    # file://: the log layout; s3://: objects.
+    await _conformance(store, "auto")
+
+
+async def test_langgraph_conformance_suite_objects_on_a_local_folder(tmp_path: Path) -> None:
+    await _conformance(ObjectStore(tmp_path), "objects")
+
+
+def test_the_log_layout_needs_a_local_store(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="layout must be"):
+        ObjectStoreSaver(ObjectStore(tmp_path), layout="fast")  # type: ignore[arg-type]
+    remote = ObjectStore("memory://ckpt-layout")
+    with pytest.raises(ValueError, match="cannot append"):
+        ObjectStoreSaver(remote, layout="log")
 
 
 class _Log(TypedDict):
@@ -111,26 +137,65 @@ def _objects(store: ObjectStore) -> dict[str, dict[str, Any]]:
     return out
 
 
-def test_checkpoint_objects_are_not_pickles(tmp_path: Any) -> None:
-    # Values go through LangGraph's serializer (JSON/msgpack), never pickle.
-    store = ObjectStore(tmp_path)
-    saver = ObjectStoreSaver(store)
-    app = _chain([], set()).compile(checkpointer=saver)
-    app.invoke({"steps": []}, {"configurable": {"thread_id": "x"}}, durability="sync")
+def _log_file(root: Path, thread_id: str = "t") -> Path:
+    (path,) = [p for p in (root / "checkpoints").iterdir() if p.name.endswith("~log")]
+    assert path.name == f"{thread_id}~log"
+    return path
+
+
+def _frames(path: Path) -> list[dict[str, Any]]:
+    """A log's frames, decoded as checkpoint_log's docstring describes them (all intact)."""
+    data = path.read_bytes()
+    bodies, end = read_frames(data)
+    assert end == len(data)
+    return bodies
+
+
+def test_checkpoint_objects_are_not_pickles(tmp_path: Path) -> None:
+    # Values go through LangGraph's serializer (JSON/msgpack), never pickle, in either layout.
     types: set[str] = set()
-    for key, body in _objects(store).items():
+    objects = ObjectStore(tmp_path / "objects")
+    _chain([], set()).compile(checkpointer=ObjectStoreSaver(objects, layout="objects")).invoke(
+        {"steps": []}, {"configurable": {"thread_id": "t"}}, durability="sync")
+    for key, body in _objects(objects).items():
         if key.rsplit("/", 1)[-1].startswith("w."):
             types |= {w[1] for w in body["writes"].values()}
         else:
             types |= {body["checkpoint"][0], body["metadata"][0]} | {v[1] for v in body["values"].values()}
+    logged = ObjectStore(tmp_path / "log")
+    _chain([], set()).compile(checkpointer=ObjectStoreSaver(logged)).invoke(
+        {"steps": []}, {"configurable": {"thread_id": "t"}}, durability="sync")
+    for body in _frames(_log_file(tmp_path / "log")):
+        if body["k"] == "w":
+            types |= {w[2] for w in body["writes"]}
+        elif body["k"] == "c":
+            types |= {body["checkpoint"][0], body["metadata"][0]} | {v[1] for v in body["values"].values()}
     assert types and "pickle" not in types
 
 
-def test_a_step_is_two_objects_in_the_thread_folder(tmp_path: Any) -> None:
-    # The object count is what the checkpointer's CPU follows: a checkpoint is one object with
-    # its new values inline, a task's writes one more, all in one folder a thread.
+def test_a_thread_is_one_log_file_on_a_local_store(tmp_path: Path) -> None:
+    # Creating a file costs far more than appending: a thread is one file, a step two frames.
     store = ObjectStore(tmp_path)
     saver = ObjectStoreSaver(store)
+    config: Any = {"configurable": {"thread_id": "t"}}
+    _chain([], set()).compile(checkpointer=saver).invoke({"steps": []}, config, durability="sync")
+    assert store.list("checkpoints") == ["checkpoints/t~log"]
+    frames = _frames(_log_file(tmp_path))
+    assert [f["k"] for f in frames][:1] == ["h"] and frames[0]["thread_id"] == "t"
+    history = list(saver.list(config))
+    assert sum(f["k"] == "c" for f in frames) == len(history) == 5  # input, a, b, c, end
+    assert sum(f["k"] == "w" for f in frames) == 4  # START's task and a, b, c
+    # A value is stored once, in the checkpoint where it changed.
+    assert sum(len(f["values"]) for f in frames if f["k"] == "c") < sum(
+        len(t.checkpoint["channel_versions"]) for t in history)
+    assert history[0].checkpoint["channel_values"]["steps"] == ["a", "b", "c"]
+
+
+def test_a_step_is_two_objects_in_the_thread_folder(tmp_path: Path) -> None:
+    # On object stores a checkpoint is one object with its new values inline, a task's writes
+    # one more, all in one folder a thread.
+    store = ObjectStore(tmp_path)
+    saver = ObjectStoreSaver(store, layout="objects")
     app = _chain([], set()).compile(checkpointer=saver)
     config: Any = {"configurable": {"thread_id": "x"}}
     app.invoke({"steps": []}, config, durability="sync")
@@ -155,13 +220,36 @@ def test_a_step_is_two_objects_in_the_thread_folder(tmp_path: Any) -> None:
     assert history[0].checkpoint["channel_values"]["steps"] == ["a", "b", "c"]
 
 
-async def test_a_torn_newest_checkpoint_falls_back_to_the_one_before(tmp_path: Any) -> None:
+def test_a_thread_keeps_the_layout_it_was_started_in(tmp_path: Path) -> None:
+    # A run whose threads are objects on a local folder (written before the log layout)
+    # continues them as objects; new threads of the same run are logs.
+    store = ObjectStore(tmp_path)
+    calls: list[str] = []
+    config: Any = {"configurable": {"thread_id": "old"}}
+    with pytest.raises(RuntimeError, match="b crashed"):
+        _chain(calls, {"b"}).compile(checkpointer=ObjectStoreSaver(store, layout="objects")).invoke(
+            {"steps": []}, config, durability="sync")
+    saver = ObjectStoreSaver(ObjectStore(tmp_path))
+    app = _chain(calls, set()).compile(checkpointer=saver)
+    assert app.invoke(None, config, durability="sync")["steps"] == ["a", "b", "c"]
+    assert calls == ["a", "b", "b", "c"]
+    app.invoke({"steps": []}, {"configurable": {"thread_id": "new"}}, durability="sync")
+    assert not (tmp_path / "checkpoints" / "old~log").exists()
+    assert (tmp_path / "checkpoints" / "new~log").is_file() and not (tmp_path / "checkpoints" / "new").exists()
+    assert {t.config["configurable"]["thread_id"] for t in saver.list(None)} == {"old", "new"}
+    assert len(list(saver.list(None, limit=3))) == 3
+    saver.delete_thread("old")
+    saver.delete_thread("new")
+    assert list(saver.list(None)) == [] and store.list("checkpoints") == []
+
+
+async def test_a_torn_newest_checkpoint_falls_back_to_the_one_before(tmp_path: Path) -> None:
     # Checkpoints are not fsynced one by one: after a machine crash the newest may be torn. The
     # reader must notice and resume from the last intact one, redoing only what came after it.
     calls: list[str] = []
     store = ObjectStore(tmp_path)
     config: Any = {"configurable": {"thread_id": "t"}}
-    app = _chain(calls, {"c"}).compile(checkpointer=ObjectStoreSaver(store))
+    app = _chain(calls, {"c"}).compile(checkpointer=ObjectStoreSaver(store, layout="objects"))
     with pytest.raises(RuntimeError, match="c crashed"):
         await app.ainvoke({"steps": []}, config, durability="sync")
     assert calls == ["a", "b", "c"]
@@ -180,12 +268,68 @@ async def test_a_torn_newest_checkpoint_falls_back_to_the_one_before(tmp_path: A
     assert calls == ["a", "b", "c", "c"]
 
 
-async def test_a_checkpoint_whose_values_are_gone_is_skipped(tmp_path: Any) -> None:
+async def test_a_torn_log_tail_falls_back_and_is_cut_off_by_the_next_writer(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The log's newest frame torn by a machine crash: readers stop before it (and leave the file
+    # alone: it may be a frame being written); the next writer cuts it off, then appends.
+    calls: list[str] = []
+    config: Any = {"configurable": {"thread_id": "t"}}
+    app = _chain(calls, {"c"}).compile(checkpointer=ObjectStoreSaver(ObjectStore(tmp_path)))
+    with pytest.raises(RuntimeError, match="c crashed"):
+        await app.ainvoke({"steps": []}, config, durability="sync")
+    path = _log_file(tmp_path)
+    frames = _frames(path)
+    # ... "b"'s writes, the checkpoint after "b", "c"'s error: keep half of that checkpoint.
+    assert [f["k"] for f in frames][-3:] == ["w", "c", "w"]
+    starts = frame_offsets(path.read_bytes())
+    torn = starts[-2] + (starts[-1] - starts[-2]) // 2
+    os.truncate(path, torn)
+
+    saver = ObjectStoreSaver(ObjectStore(tmp_path))
+    snapshot = await _chain(calls, set()).compile(checkpointer=saver).aget_state(config)
+    assert snapshot.metadata is not None and snapshot.metadata["step"] == 1
+    assert [(t.name, t.result) for t in snapshot.tasks] == [("b", {"steps": ["b"]})]
+    assert path.stat().st_size == torn  # reading changed nothing
+    with caplog.at_level(logging.WARNING, logger="interleaf.storage.checkpoint_log"):
+        result = await _chain(calls, set()).compile(checkpointer=saver).ainvoke(None, config, durability="sync")
+    assert result["steps"] == ["a", "b", "c"]
+    assert calls == ["a", "b", "c", "c"]
+    assert "cut off" in caplog.text
+    assert [f["k"] for f in _frames(path)].count("c") == 5  # intact again, from end to end
+
+
+def test_a_failed_append_leaves_no_partial_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A disk that fills up halfway through a frame: the error reaches the caller and the log
+    # is cut back to its last whole frame, so later appends are not hidden behind garbage.
+    saver = ObjectStoreSaver(ObjectStore(tmp_path))
+    config: Any = {"configurable": {"thread_id": "t"}}
+    app = _chain([], set()).compile(checkpointer=saver)
+    app.invoke({"steps": []}, config, durability="sync")
+    path = _log_file(tmp_path)
+    size = path.stat().st_size
+    real_write = os.write
+
+    def half_then_full(fd: int, data: Any) -> int:
+        if len(data) > 8:
+            real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(OSError, match="No space"):
+        app.invoke({"steps": []}, config, durability="sync")
+    monkeypatch.undo()
+    assert path.stat().st_size == size
+    app.invoke({"steps": []}, config, durability="sync")
+    assert _frames(path)[-1]["k"] == "c"
+    assert saver.get_tuple(config) is not None
+
+
+async def test_a_checkpoint_whose_values_are_gone_is_skipped(tmp_path: Path) -> None:
     # The newest record survived a machine crash but the older one holding a value it needs
     # did not: that checkpoint cannot be rebuilt, so the reader goes further back.
     store = ObjectStore(tmp_path)
     config: Any = {"configurable": {"thread_id": "t"}}
-    saver = ObjectStoreSaver(store)
+    saver = ObjectStoreSaver(store, layout="objects")
     app = _chain([], set()).compile(checkpointer=saver)
     await app.ainvoke({"steps": []}, config, durability="sync")
     history = [t async for t in saver.alist(config)]

@@ -1,6 +1,10 @@
 """LangGraph checkpoints kept in the run's :class:`~interleaf.storage.store.ObjectStore`.
 
-Layout under ``<prefix>/<thread>/<namespace>/`` (each part a :func:`safe_segment`)::
+On a local store each thread is one append-only file (:mod:`interleaf.storage.checkpoint_log`);
+on an object store (S3), which cannot append, each checkpoint is an object. A thread keeps the
+layout it was started in, so runs started before the log layout resume unchanged.
+
+Object layout under ``<prefix>/<thread>/<namespace>/`` (each part a :func:`safe_segment`)::
 
     c.<checkpoint_id>             one checkpoint: ids, parent, metadata, the channel values that
                                   are new in it, and which checkpoint holds each older value
@@ -29,6 +33,7 @@ import base64
 import functools
 import json
 import logging
+import os
 import random
 import threading
 import zlib
@@ -36,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import ormsgpack
 from langchain_core.runnables import RunnableConfig
@@ -54,6 +59,7 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 
+from interleaf.storage.checkpoint_log import LOG_SUFFIX, LogFiles, ThreadLog
 from interleaf.storage.store import ObjectStore, io_executor, safe_segment
 
 T = TypeVar("T")
@@ -67,6 +73,8 @@ _WRITES = "w."
 _LEGACY = ""
 #: Checkpoints whose value locations are kept in memory for the next step's put.
 _LOCATION_CACHE = 4096
+#: Threads whose layout (log or objects) is remembered.
+_LAYOUT_CACHE = 65536
 
 Typed = tuple[str, bytes]
 #: channel -> (version, id of the checkpoint whose object holds that version's value)
@@ -167,15 +175,27 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
     local store the async API does its (small, unsynced) file operations on the calling
     event loop: handing each to a thread costs more CPU than the operation itself.
 
+    ``layout`` says how *new* threads are written: ``"auto"`` (a log a thread on a local
+    store, objects elsewhere), ``"log"`` (local stores only) or ``"objects"``. Threads
+    already stored are read and continued in the layout they have.
+
     Example:
         >>> saver = ObjectStoreSaver(ObjectStore("/tmp/run"), "checkpoints")
         >>> app = builder.compile(checkpointer=saver)  # doctest: +SKIP
     """
 
-    def __init__(self, store: ObjectStore, prefix: str = "checkpoints", *, serde: SerializerProtocol | None = None):
+    def __init__(self, store: ObjectStore, prefix: str = "checkpoints", *, serde: SerializerProtocol | None = None,
+                 layout: Literal["auto", "log", "objects"] = "auto"):
         super().__init__(serde=serde)
+        if layout not in ("auto", "log", "objects"):
+            raise ValueError(f"layout must be 'auto', 'log' or 'objects', not {layout!r}")
+        if layout == "log" and not store.is_local:
+            raise ValueError(f"the log layout needs a local store; {store.uri} cannot append")
         self.store = store
         self.prefix = prefix.strip("/")
+        self._logs = LogFiles(store.path(self.prefix)) if store.is_local else None
+        self._new_in_log = self._logs is not None and layout != "objects"
+        self._layouts: OrderedDict[str, bool] = OrderedDict()
         # Remote stores: the async API's calls run here; per-object fetches use the store's pool.
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="interleaf-ckpt")
         self._inline = store.is_local
@@ -202,7 +222,86 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
     def _legacy_channel_key(self, thread_id: str, ns: str, channel: str, version: Any) -> str:
         return f"{self._ns_dir(thread_id, ns)}/channels/{safe_segment(channel)}/{safe_segment(str(version))}"
 
-    # -- reading --------------------------------------------------------------------------
+    def _in_log(self, thread_id: str) -> bool:
+        """Whether ``thread_id`` is (or, new, will be) a log rather than objects."""
+        if self._logs is None:
+            return False
+        with self._located_lock:
+            known = self._layouts.get(thread_id)
+        if known is not None:
+            return known
+        if self._logs.exists(thread_id):
+            in_log = True
+        elif os.path.isdir(self.store.path(self._thread_dir(thread_id))):
+            in_log = False
+        else:
+            in_log = self._new_in_log
+        with self._located_lock:
+            self._layouts[thread_id] = in_log
+            while len(self._layouts) > _LAYOUT_CACHE:
+                self._layouts.popitem(last=False)
+        return in_log
+
+    # -- reading a log --------------------------------------------------------------------
+    def _log_tuple(self, thread_id: str, tlog: ThreadLog, body: dict[str, Any]) -> CheckpointTuple:
+        ns = body["ns"]
+        checkpoint: Checkpoint = self.serde.loads_typed(tuple(body["checkpoint"]))
+        values: dict[str, Any] = {}
+        for channel, version in sorted(checkpoint.get("channel_versions", {}).items()):
+            typed = tlog.value(ns, body, channel, version)
+            if typed is not None:
+                values[channel] = self.serde.loads_typed(typed)
+        found: dict[tuple[str, int], tuple[tuple[str, str, int], PendingWrite]] = {}
+        for task in tlog.writes.get((ns, body["id"]), []):
+            for idx, channel, kind, payload in task["writes"]:
+                key = (task["task"], idx)
+                if idx >= 0 and key in found:
+                    continue  # a regular write replayed: the first one stands; special writes replace
+                found[key] = (writes_sort_key(task["path"], task["task"], idx),
+                              (task["task"], channel, self.serde.loads_typed((kind, payload))))
+
+        def config_of(checkpoint_id: str) -> RunnableConfig:
+            return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
+
+        return CheckpointTuple(
+            config=config_of(body["id"]),
+            checkpoint={**checkpoint, "channel_values": values},
+            metadata=self.serde.loads_typed(tuple(body["metadata"])),
+            parent_config=config_of(body["parent"]) if body.get("parent") else None,
+            pending_writes=[w for _, w in sorted(found.values(), key=lambda t: t[0])],
+        )
+
+    def _log_get_tuple(self, thread_id: str, ns: str, checkpoint_id: str | None) -> CheckpointTuple | None:
+        assert self._logs is not None
+        tlog = self._logs.read(thread_id)
+        if tlog is None:
+            return None
+        if checkpoint_id:
+            body = tlog.checkpoints.get(ns, {}).get(checkpoint_id)
+        else:
+            newest = tlog.newest_first(ns)
+            body = newest[0] if newest else None
+        return None if body is None else self._log_tuple(thread_id, tlog, body)
+
+    def _log_list(self, thread_id: str, want_ns: str | None, want_id: str | None, before_id: str | None,
+                  filter: dict[str, Any] | None) -> Iterator[CheckpointTuple]:
+        assert self._logs is not None
+        tlog = self._logs.read(thread_id)
+        if tlog is None:
+            return
+        namespaces = [want_ns] if want_ns is not None else list(tlog.checkpoints)
+        bodies = sorted((b for ns in namespaces for b in tlog.checkpoints.get(ns, {}).values()),
+                        key=lambda b: b["id"], reverse=True)
+        for body in bodies:
+            if (want_id and body["id"] != want_id) or (before_id and body["id"] >= before_id):
+                continue
+            if filter:
+                metadata = self.serde.loads_typed(tuple(body["metadata"]))
+                if not all(metadata.get(k) == v for k, v in filter.items()):
+                    continue
+            yield self._log_tuple(thread_id, tlog, body)
+
+    # -- reading objects --------------------------------------------------------------------
     def _fetch_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if len(keys) <= 1 or self.store.is_local:
             return [self.store.get_bytes_or_none(k) for k in keys]
@@ -255,15 +354,17 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
         return out
 
     def _threads(self) -> list[str]:
-        # Thread folders are named by their (real) thread id's segment.
-        out: list[str] = []
+        # Thread folders are named by their (real) thread id's segment; logs say whose they are.
+        out: list[str] = self._logs.threads() if self._logs is not None else []
         for seg in self.store.list_dir(self.prefix):
+            if seg.endswith(LOG_SUFFIX):
+                continue
             for ns_seg in self.store.list_dir(f"{self.prefix}/{seg}"):
                 stored = self._first_record_at(f"{self.prefix}/{seg}/{ns_seg}")
                 if stored is not None:
                     out.append(stored.thread_id)
                     break
-        return out
+        return list(dict.fromkeys(out))
 
     def _first_record_at(self, base: str) -> _Stored | None:
         names = self.store.list_dir(base)
@@ -417,6 +518,8 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
         thread_id = str(conf["thread_id"])
         ns = conf.get("checkpoint_ns", "")
         checkpoint_id = get_checkpoint_id(config)
+        if self._in_log(thread_id):
+            return self._log_get_tuple(thread_id, ns, checkpoint_id)
         if checkpoint_id:
             stored = self._load_id(thread_id, ns, checkpoint_id)
             return None if stored is None else self._readable_tuple(stored)
@@ -443,28 +546,38 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
         before_id = get_checkpoint_id(before) if before else None
         remaining = limit
         for thread_id in threads:
-            namespaces = [want_ns] if want_ns is not None else self._namespaces(thread_id)
-            candidates = [(cid, key) for ns in namespaces for cid, key in self._records_in(thread_id, ns)]
-            candidates.sort(key=lambda t: t[0], reverse=True)
-            for cid, key in candidates:
-                if remaining is not None and remaining <= 0:
-                    return
-                if want_id and cid != want_id:
-                    continue
-                if before_id and cid >= before_id:
-                    continue
-                stored = self._load(key)
-                if stored is None:
-                    continue
-                if filter:
-                    metadata = self.serde.loads_typed(stored.metadata)
-                    if not all(metadata.get(k) == v for k, v in filter.items()):
-                        continue
-                item = self._readable_tuple(stored)
-                if item is None:
-                    continue
+            if remaining is not None and remaining <= 0:
+                return
+            if self._in_log(thread_id):
+                found = self._log_list(thread_id, want_ns, want_id, before_id, filter)
+            else:
+                found = self._objects_list(thread_id, want_ns, want_id, before_id, filter)
+            for item in found:
                 if remaining is not None:
+                    if remaining <= 0:
+                        return
                     remaining -= 1
+                yield item
+
+    def _objects_list(self, thread_id: str, want_ns: str | None, want_id: str | None, before_id: str | None,
+                      filter: dict[str, Any] | None) -> Iterator[CheckpointTuple]:
+        namespaces = [want_ns] if want_ns is not None else self._namespaces(thread_id)
+        candidates = [(cid, key) for ns in namespaces for cid, key in self._records_in(thread_id, ns)]
+        candidates.sort(key=lambda t: t[0], reverse=True)
+        for cid, key in candidates:
+            if want_id and cid != want_id:
+                continue
+            if before_id and cid >= before_id:
+                continue
+            stored = self._load(key)
+            if stored is None:
+                continue
+            if filter:
+                metadata = self.serde.loads_typed(stored.metadata)
+                if not all(metadata.get(k) == v for k, v in filter.items()):
+                    continue
+            item = self._readable_tuple(stored)
+            if item is not None:
                 yield item
 
     def put(
@@ -474,7 +587,7 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        """Publish the checkpoint with its new channel values, as one object."""
+        """Publish the checkpoint with its new channel values, as one frame or object."""
         conf = config["configurable"]
         thread_id = str(conf["thread_id"])
         ns = conf.get("checkpoint_ns", "")
@@ -486,6 +599,17 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
             if channel in values:
                 kind, payload = self.serde.dumps_typed(values[channel])
                 inline[channel] = (version, kind, payload)
+        saved: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns,
+                                                  "checkpoint_id": checkpoint_id}}
+        if self._in_log(thread_id):
+            assert self._logs is not None
+            self._logs.append(thread_id, [{
+                "k": "c", "ns": ns, "id": checkpoint_id, "parent": conf.get("checkpoint_id"),
+                "checkpoint": list(self.serde.dumps_typed(body)),
+                "metadata": list(self.serde.dumps_typed(get_checkpoint_metadata(config, metadata))),
+                "values": {c: list(v) for c, v in inline.items()},
+            }])
+            return saved
         parent_located = self._locations_of(thread_id, ns, conf.get("checkpoint_id"))
         located: Locations = {}
         for channel, version in checkpoint.get("channel_versions", {}).items():
@@ -506,7 +630,7 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
         )
         self.store.put_bytes(self._record_key(thread_id, ns, checkpoint_id), stored.encode(), durable=False)
         self._remember((thread_id, ns, checkpoint_id), located)
-        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
+        return saved
 
     def put_writes(
         self,
@@ -515,7 +639,7 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        """Store a task's writes as one object, so a crash never leaves half of a task's writes.
+        """Store a task's writes as one frame or object, so a crash never leaves half of a task's writes.
 
         A regular write already stored is kept (replays are idempotent); special writes
         (errors, interrupts) replace earlier ones.
@@ -524,6 +648,16 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
         thread_id = str(conf["thread_id"])
         ns = conf.get("checkpoint_ns", "")
         checkpoint_id = str(conf["checkpoint_id"])
+        if self._in_log(thread_id):
+            # Appended as they come; the reader keeps the first of each regular write.
+            assert self._logs is not None
+            items = []
+            for i, (channel, value) in enumerate(writes):
+                kind, payload = self.serde.dumps_typed(value)
+                items.append([WRITES_IDX_MAP.get(channel, i), channel, kind, payload])
+            self._logs.append(thread_id, [{"k": "w", "ns": ns, "id": checkpoint_id, "task": str(task_id),
+                                           "path": task_path, "writes": items}])
+            return
         key = self._writes_key(thread_id, ns, checkpoint_id, str(task_id))
         existing = _unpack(self.store.get_bytes_or_none(key))
         stored: dict[str, Any] = existing["writes"] if existing is not None else {}
@@ -542,10 +676,13 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
     def delete_thread(self, thread_id: str) -> None:
         """Remove every checkpoint, channel value and write of ``thread_id``."""
         thread_id = str(thread_id)
+        if self._logs is not None:
+            self._logs.delete(thread_id)
         self.store.delete_prefix(self._thread_dir(thread_id))
         with self._located_lock:
             for key in [k for k in self._located if k[0] == thread_id]:
                 del self._located[key]
+            self._layouts.pop(thread_id, None)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """Monotonic string versions with a random tail, so concurrent forks never share a key."""
