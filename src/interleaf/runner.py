@@ -417,11 +417,12 @@ class Run:
         if self.lock is not None:
             self.lock.check()  # a writer that lost its lock must not overwrite the new holder's data
         # The dialogue first, then its status: a status that says done always has its dialogue.
-        await self.store.aput_json(layout.dialogue_key(seed.id), state.model_dump(mode="json"))
-        await DialogueStatus(
+        status = DialogueStatus(
             seed_id=seed.id, status="done" if ok else "failed", reason=reason, error=_short(error) if error else None,
             seed_hash=seed_fingerprint(seed), run_id=self.run_id, complete=complete, totals=totals,
-        ).asave(self.store)
+        )
+        await self.store.aput_json_in_order([
+            (layout.dialogue_key(seed.id), state.model_dump(mode="json")), status.stored()])
         return totals
 
     # -- records ------------------------------------------------------------------------------

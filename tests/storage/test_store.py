@@ -84,6 +84,15 @@ async def test_async_api(store: ObjectStore) -> None:
     assert not await store.aexists("x/y.json")
 
 
+async def test_objects_written_in_order_stop_at_the_first_failure(store: ObjectStore) -> None:
+    # A dialogue, then its status: a status is never written without the dialogue before it.
+    await store.aput_json_in_order([("d/1.json", {"n": 1}), ("s/1.json", {"done": True})])
+    assert await store.aget_json("d/1.json") == {"n": 1} and await store.aget_json("s/1.json") == {"done": True}
+    with pytest.raises(TypeError):
+        await store.aput_json_in_order([("d/2.json", {"bad": object()}), ("s/2.json", {"done": True})])
+    assert not await store.aexists("d/2.json") and not await store.aexists("s/2.json")
+
+
 def test_blobs_are_content_addressed(store: ObjectStore) -> None:
     data = b"\x89PNG fake image bytes"
     sha = hashlib.sha256(data).hexdigest()

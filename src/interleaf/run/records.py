@@ -142,7 +142,11 @@ class DialogueStatus(BaseModel):
         store.put_json(layout.status_key(self.seed_id), self.model_dump(mode="json"))
 
     async def asave(self, store: ObjectStore) -> None:
-        await store.aput_json(layout.status_key(self.seed_id), self.model_dump(mode="json"))
+        await store.aput_json(*self.stored())
+
+    def stored(self) -> tuple[str, Any]:
+        """``(key, JSON value)`` as :meth:`save` writes it, for writing it along with other objects."""
+        return layout.status_key(self.seed_id), self.model_dump(mode="json")
 
     @classmethod
     def load(cls, store: ObjectStore, seed_id: str) -> DialogueStatus | None:

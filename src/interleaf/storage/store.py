@@ -26,7 +26,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
@@ -486,6 +486,18 @@ class ObjectStore:
 
     async def aput_json(self, key: str, value: Any) -> None:
         await self._offload(self.put_json, key, value)
+
+    async def aput_json_in_order(self, items: Sequence[tuple[str, Any]]) -> None:
+        """Publish each ``(key, value)`` in turn, in one trip to the store's threads.
+
+        A later object is written only after the earlier ones are (a reader that sees it sees
+        them), and a dialogue's end costs one hand-off to a thread, not one an object.
+        """
+        def put_all() -> None:
+            for key, value in items:
+                self.put_json(key, value)
+
+        await self._offload(put_all)
 
     async def aget_json(self, key: str) -> Any:
         return await self._read(self.get_json, key)
