@@ -7,7 +7,8 @@ to. Idle threads (the event loop waiting in ``epoll``, a thread pool waiting for
 CPU, so they are charged nothing; the total charged is the threads' real CPU, not wall time.
 The sampler's own thread is left out and reported as overhead. Unlike cProfile it adds no
 cost per function call, so call-heavy code (pydantic, LangGraph) is not inflated; the price is
-sampling error (CPU used between two wakes is charged to the stack seen at the second).
+sampling error (CPU used between two wakes is charged to the stack seen at the second, or to
+``idle at sample`` when that stack is waiting).
 
 Parts, decided per stack in this order ("who asked for the work", not where it ran):
 
@@ -22,6 +23,10 @@ Parts, decided per stack in this order ("who asked for the work", not where it r
 ``LangGraph``      the innermost library frame is langgraph or langchain_core
 ``interleaf``      the innermost library frame is interleaf's own (nodes, runner, prompts)
 ``asyncio loop``   only standard-library frames of the event loop (scheduling, callbacks)
+``idle at sample`` the thread was waiting when sampled (the loop in ``select``, a pool
+                   thread for work): the CPU it used since the last sample went to short
+                   steps that ended before it, so it cannot be charged to a part; it is the
+                   sampling error made visible, spread over the parts in unknown shares
 ``other``          anything else (other libraries, threads without Python frames)
 
 Store calls run on the store's thread pool, where the stack no longer shows who submitted
@@ -41,7 +46,10 @@ from collections import Counter
 from pathlib import Path
 from types import CodeType, FrameType
 
-PARTS = ("litellm", "LangGraph", "pydantic", "checkpoints", "status writes", "interleaf", "asyncio loop", "other")
+PARTS = ("litellm", "LangGraph", "pydantic", "checkpoints", "status writes", "interleaf", "asyncio loop",
+         "idle at sample", "other")
+#: Where a thread waits: CPU it used since the last sample went to work it finished before waiting.
+_WAITS = {("selectors.py", "select"), ("threading.py", "wait"), ("queue.py", "get"), ("thread.py", "_worker")}
 _STDLIB = tuple({str(Path(sysconfig.get_paths()[k]).resolve()) for k in ("stdlib", "platstdlib")})
 #: The bench scripts' own frames (the driver around the event loop) count like the standard library.
 _DRIVER = str(Path(__file__).resolve().parent) + "/"
@@ -128,6 +136,10 @@ class CpuParts:
         innermost = ""
         where = "?"
         found: str | None = None
+        if frame is not None and (frame.f_code.co_filename.rsplit("/", 1)[-1], frame.f_code.co_name) in _WAITS:
+            # The thread is waiting now; what it spent since the last sample ran elsewhere, in
+            # steps too short to catch. Charging it to the wait would inflate "asyncio loop".
+            return "idle at sample", f"stdlib:{frame.f_code.co_name}"
         while frame is not None:
             code = frame.f_code
             pkg = self._pkg(code)

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -195,3 +196,42 @@ def test_the_help_text_states_the_real_threshold() -> None:
     from interleaf.cli import MIN_SEEDS_PER_PROCESS_HELP
 
     assert MIN_SEEDS_PER_PROCESS_HELP == MIN_SEEDS_PER_PROCESS
+
+
+def test_the_fork_servers_preload_imports_every_name_and_starts_no_thread() -> None:
+    # Workers are forked from the fork server: a thread an import started there would be copied
+    # half-alive into each of them. A name the pinned versions lack would silently cost every
+    # worker its start-up time again.
+    from interleaf.processes import _PRELOAD as preload
+
+    code = ("import importlib, sys, threading\n"
+            f"for name in {preload!r}:\n"
+            "    importlib.import_module(name)\n"
+            "print(threading.active_count())\n")
+    done = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1"]
+    assert {"litellm", "langgraph.pregel", "interleaf.runner"} <= set(preload)
+
+
+def test_the_fork_server_reads_the_bundled_price_map_and_runs_one_thread(tmp_path: Path) -> None:
+    # A user's shell does not set LITELLM_LOCAL_MODEL_COST_MAP. Without it, the fork server's
+    # import of litellm would fetch a price map over the network and start a retry thread there.
+    env = {k: v for k, v in subprocess_env().items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
+    code = ("import sys\nfrom interleaf.processes import warm_up\nwarm_up()\nprint('up', flush=True)\n"
+            "sys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "up\n"
+        servers = [p for p in psutil.Process(proc.pid).children() if "forkserver" in " ".join(p.cmdline())]
+        assert len(servers) == 1
+        assert servers[0].environ().get("LITELLM_LOCAL_MODEL_COST_MAP") == "True"
+        # ensure_running returns once the server listens; its preload (litellm) may still be going.
+        wait_until_idle = 60.0
+        while wait_until_idle > 0 and servers[0].cpu_percent(interval=0.5) > 5:
+            wait_until_idle -= 0.5
+        assert servers[0].num_threads() == 1
+    finally:
+        proc.communicate("", timeout=30)

@@ -10,7 +10,7 @@ input, the only exception that leaves :func:`load_graph` and
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args, get_origin
@@ -471,10 +471,12 @@ def compile_graph(
 # LangGraph
 
 
-def _fan_out_router(field_name: str, target: str, empty: str, reads: frozenset[str]) -> Callable[[Any], Any]:
+def _fan_out_router(field_name: str, target: str, empty: str, reads: frozenset[str]) -> Callable[[Any], Awaitable[Any]]:
     from langgraph.types import Send
 
-    def route(state: DialogueState) -> Any:
+    # Routers are coroutine functions: LangGraph runs a plain function in a thread pool, one
+    # hand-off to a thread (and back, through the GIL) per routing decision.
+    async def route(state: DialogueState) -> Any:
         items = getattr(state, field_name)
         if not items:
             return empty
@@ -486,8 +488,8 @@ def _fan_out_router(field_name: str, target: str, empty: str, reads: frozenset[s
     return route
 
 
-def _conditional_router(pred: Predicate, then: str, else_: str) -> Callable[[Any], str]:
-    def route(state: DialogueState) -> str:
+def _conditional_router(pred: Predicate, then: str, else_: str) -> Callable[[Any], Awaitable[str]]:
+    async def route(state: DialogueState) -> str:  # a coroutine function: see _fan_out_router
         return then if pred(state) else else_
 
     return route

@@ -118,11 +118,21 @@ class _Unusable(Exception):
 _litellm_ready = False
 
 
+def use_bundled_price_map() -> None:
+    """Make litellm read its bundled price map instead of fetching one when it is imported.
+
+    The bundled map keeps cost accounting reproducible and the import offline: without it,
+    importing litellm fetches a price map over the network and, offline, starts a retry thread
+    (in a fork server, that thread would be copied into every worker). A user's own
+    ``LITELLM_LOCAL_MODEL_COST_MAP`` wins.
+    """
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
 def _litellm() -> Any:
     """Import litellm once, offline-safe and quiet."""
     global _litellm_ready
-    # The bundled price map keeps cost accounting reproducible and avoids a network fetch at import.
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    use_bundled_price_map()
     import litellm
 
     if not _litellm_ready:
