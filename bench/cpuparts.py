@@ -8,7 +8,11 @@ CPU, so they are charged nothing; the total charged is the threads' real CPU, no
 The sampler's own thread is left out and reported as overhead. Unlike cProfile it adds no
 cost per function call, so call-heavy code (pydantic, LangGraph) is not inflated; the price is
 sampling error (CPU used between two wakes is charged to the stack seen at the second, or to
-``idle at sample`` when that stack is waiting).
+``idle at sample`` when that stack is waiting). The sampler needs the GIL to read the stacks, so
+it tends to see the others where they let go of it: in system calls (file opens and writes,
+``select``) more often than in pure-Python work. Parts that are mostly system calls
+(checkpoints, status writes) are likely charged more than their share, pure-Python ones
+(litellm, LangGraph, pydantic) less.
 
 Parts, decided per stack in this order ("who asked for the work", not where it ran):
 

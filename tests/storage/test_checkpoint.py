@@ -324,6 +324,23 @@ def test_a_failed_append_leaves_no_partial_frame(tmp_path: Path, monkeypatch: py
     assert saver.get_tuple(config) is not None
 
 
+def test_a_log_removed_by_another_process_is_started_again_not_written_into_the_void(tmp_path: Path) -> None:
+    # The saver keeps a thread's log open between appends. Another process resetting the
+    # thread (``interleaf run --rerun-changed``) unlinks the file: the next append must land in
+    # a file a reader can see, not in the unlinked one behind the open descriptor.
+    saver = ObjectStoreSaver(ObjectStore(tmp_path))
+    config: Any = {"configurable": {"thread_id": "t"}}
+    app = _chain([], set()).compile(checkpointer=saver)
+    app.invoke({"steps": []}, config, durability="sync")
+    path = _log_file(tmp_path)
+    path.unlink()
+    app.invoke({"steps": []}, config, durability="sync")
+    frames = _frames(path)
+    assert frames[0]["k"] == "h" and frames[-1]["k"] == "c"
+    assert ObjectStoreSaver(ObjectStore(tmp_path)).get_tuple(config) is not None
+    saver.close()
+
+
 async def test_a_checkpoint_whose_values_are_gone_is_skipped(tmp_path: Path) -> None:
     # The newest record survived a machine crash but the older one holding a value it needs
     # did not: that checkpoint cannot be rebuilt, so the reader goes further back.

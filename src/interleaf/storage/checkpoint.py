@@ -742,3 +742,5 @@ class ObjectStoreSaver(BaseCheckpointSaver[str]):
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
+        if self._logs is not None:
+            self._logs.close()

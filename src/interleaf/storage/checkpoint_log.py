@@ -47,6 +47,8 @@ _MAGIC = b"ILCL"
 _HEAD = struct.Struct(">4sII")
 #: Logs this process has checked (or created) and may append to without reading them first.
 _KNOWN_LIMIT = 65536
+#: Logs kept open between appends (the threads in flight): an open and a close less an append.
+_OPEN_LIMIT = 128
 
 
 def frame(body: dict[str, Any]) -> bytes:
@@ -134,12 +136,15 @@ class LogFiles:
 
     One instance serves one saver; appends of one process to one log are serialised by its
     lock. A run has one writer (its lock), and each seed's thread is written by one process.
+    The logs appended to last stay open between appends (the threads in flight); a log another
+    process removed meanwhile is noticed (no links left) and started again.
     """
 
     def __init__(self, folder: str):
         self.folder = folder.rstrip("/")
         self._lock = threading.Lock()
         self._known: OrderedDict[str, None] = OrderedDict()
+        self._fds: OrderedDict[str, int] = OrderedDict()
         self._folder_made = False
 
     def path(self, thread_id: str) -> str:
@@ -181,6 +186,7 @@ class LogFiles:
         path = self.path(thread_id)
         with self._lock:
             self._known.pop(path, None)
+            self._forget_fd(path)
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -191,15 +197,38 @@ class LogFiles:
         data = b"".join(frame(b) for b in bodies)
         path = self.path(thread_id)
         with self._lock:
-            if path in self._known:
+            fd = self._fds.get(path)
+            if fd is not None and os.fstat(fd).st_nlink == 0:
+                # Deleted (or deleted and made again) by another process since: appending to
+                # this descriptor would write into a file nobody can read.
+                self._forget_fd(path)
+                self._known.pop(path, None)
+                fd = None
+            if fd is None and path in self._known:
                 try:
                     fd = os.open(path, os.O_WRONLY | os.O_APPEND)
                 except FileNotFoundError:  # deleted meanwhile (the thread was reset): start it again
                     self._known.pop(path, None)
-                else:
-                    self._write(fd, path, data)
-                    return
-            self._open_unknown(thread_id, path, data)
+            if fd is None:
+                self._open_unknown(thread_id, path, data)
+            else:
+                self._write(fd, path, data)
+
+    def close(self) -> None:
+        """Close the logs kept open between appends."""
+        with self._lock:
+            while self._fds:
+                os.close(self._fds.popitem()[1])
+
+    def _forget_fd(self, path: str) -> None:
+        fd = self._fds.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
+    def _drop_fd(self, path: str, fd: int) -> None:
+        if self._fds.get(path) == fd:
+            del self._fds[path]
+        os.close(fd)
 
     def _open_unknown(self, thread_id: str, path: str, data: bytes) -> None:
         header = frame({"k": "h", "v": FORMAT, "thread_id": thread_id})
@@ -229,21 +258,28 @@ class LogFiles:
         self._write(fd, path, data)
 
     def _write(self, fd: int, path: str, data: bytes) -> None:
-        """Write all of ``data`` at the end of ``fd`` (and close it); a failed write leaves no partial frame."""
+        """Write all of ``data`` at the end of ``fd`` and keep ``fd`` open for the next append
+        (closed on failure); a failed write leaves no partial frame."""
         try:
             start = os.lseek(fd, 0, os.SEEK_END)
-            view = memoryview(data)
+        except BaseException:
+            self._drop_fd(path, fd)
+            raise
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except BaseException:
             try:
-                while view:
-                    view = view[os.write(fd, view):]
-            except BaseException:
-                try:
-                    os.ftruncate(fd, start)
-                except OSError:  # the next writer of this log cuts the tail off instead
-                    self._known.pop(path, None)
-                raise
-        finally:
-            os.close(fd)
+                os.ftruncate(fd, start)
+            except OSError:  # the next writer of this log cuts the tail off instead
+                self._known.pop(path, None)
+            self._drop_fd(path, fd)
+            raise
+        self._fds[path] = fd
+        self._fds.move_to_end(path)
+        while len(self._fds) > _OPEN_LIMIT:
+            os.close(self._fds.popitem(last=False)[1])
         self._known[path] = None
         self._known.move_to_end(path)
         while len(self._known) > _KNOWN_LIMIT:
