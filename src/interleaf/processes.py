@@ -28,6 +28,7 @@ seed and the run, not of where or when it ran.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing as mp
 import os
@@ -81,6 +82,7 @@ def _died(exitcode: int | None) -> str:
 #: installed version lacks, so a moved module costs start-up time, never a failure.
 _PRELOAD = [
     "interleaf.processes", "interleaf.graphs.compiler", "interleaf.models.client", "interleaf.runner",
+    "interleaf.cli",  # a worker runs the parent's main module again: for `interleaf run`, the CLI
     "litellm", "langgraph.graph", "langgraph.pregel", "langsmith",
     "langchain_core.runnables.base", "langchain_core.tracers.langchain", "langchain_core.tracers.stdout",
     "langchain_core.tracers.run_collector",
@@ -385,6 +387,10 @@ def _end_workers(workers: list[Any]) -> None:
 # -- in the worker process -------------------------------------------------------------------
 def _worker_main(args: _WorkerArgs, seed_queue: Any, events: Any, stop_event: _StopFlag) -> None:
     """A worker: attach to the run, take seeds from the queue until its end marker, report."""
+    # What the fork server preloaded (~470,000 objects) lives as long as this process: out of the
+    # collector's sight, a full collection costs milliseconds instead of ~0.25 s of CPU, and
+    # does not copy every inherited page by writing to the objects' headers.
+    gc.freeze()
     # Ctrl-C reaches the whole process group; the parent decides, and tells us through stop_event.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.clear()
