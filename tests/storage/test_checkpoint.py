@@ -6,6 +6,7 @@ the object layout is also tested on a local folder (``layout="objects"``).
 
 from __future__ import annotations
 
+import gc
 import logging
 import operator
 import os
@@ -385,3 +386,32 @@ async def test_checkpoints_of_the_previous_layout_resume(tmp_path: Any) -> None:
     # The new steps are in the current layout; the old objects are only read.
     assert any(k.rsplit("/", 1)[-1].startswith("c.") for k in store.list("checkpoints"))
     assert history[0].checkpoint["channel_values"]["steps"] == ["a", "b", "c"]
+
+
+def test_a_saver_closes_the_logs_it_keeps_open(tmp_path: Path) -> None:
+    # Logs stay open between appends; close() (and a saver dropped without it) gives them back.
+    def open_logs() -> int:
+        # Only this test's logs: another test's dropped saver may be collected meanwhile.
+        targets = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:  # closed since the listing
+                continue
+        return sum(t.startswith(str(tmp_path)) and t.endswith("~log") for t in targets)
+
+    assert open_logs() == 0
+    saver = ObjectStoreSaver(ObjectStore(tmp_path))
+    app = _chain([], set()).compile(checkpointer=saver)
+    for thread in ("t1", "t2"):
+        app.invoke({"steps": []}, {"configurable": {"thread_id": thread}}, durability="sync")
+    assert open_logs() == 2
+    saver.close()
+    assert open_logs() == 0
+    dropped = ObjectStoreSaver(ObjectStore(tmp_path))
+    _chain([], set()).compile(checkpointer=dropped).invoke(
+        {"steps": []}, {"configurable": {"thread_id": "t3"}}, durability="sync")
+    assert open_logs() == 1
+    del dropped
+    gc.collect()
+    assert open_logs() == 0

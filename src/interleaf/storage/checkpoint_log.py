@@ -220,6 +220,14 @@ class LogFiles:
             while self._fds:
                 os.close(self._fds.popitem()[1])
 
+    def __del__(self) -> None:
+        # A saver dropped without close() must not leak its open logs.
+        for fd in getattr(self, "_fds", {}).values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     def _forget_fd(self, path: str) -> None:
         fd = self._fds.pop(path, None)
         if fd is not None:
