@@ -72,9 +72,12 @@ async def test_task_renders_text_and_every_image_and_clicks_come_back(
             assert {s for s, _, _ in shas} == expected
             assert all(width == 64 for _, width, _ in shas), f"a broken image: {shas}"  # naturalWidth 0 when broken
             assert all(src.startswith("/data/upload/") for _, _, src in shas), shas
-            # The labeling panel's rendering of the task (the data manager's table shows raw HTML).
-            shown = str(await page.evaluate(
-                "Array.from(document.querySelectorAll('.il-dialogue')).map(d => d.innerText).join('\\n')"))
+            # The labeling panel's rendering of the task (the data manager's table shows raw HTML);
+            # it may draw its text after the images have loaded, so wait for it too.
+            shown = str(await _wait(page, """(() => {
+                const text = Array.from(document.querySelectorAll('.il-dialogue')).map(d => d.innerText).join('\\n');
+                return text.trim() ? text : '';
+            })()""", f"the labeling panel's text of task {task['id']}"))
             (tmp_path / f"task-{node_id}.txt").write_text(shown)
             assert node.user.text in shown
             for part in node.assistant.parts if node.assistant else []:
