@@ -25,7 +25,7 @@ from interleaf.runner import open_run
 from interleaf.testing.simulator import Simulator
 from tests.faults.cli import REPO, interleaf_command, subprocess_env
 from tests.faults.lite_graph import write_lite_graph, write_seeds
-from tests.runner.graphs import chain_graph, count_lines, seeds_file, strip_timings, wait_for_calls
+from tests.runner.graphs import chain_graph, count_lines, seeds_file, strip_timings, wait_for_calls, wait_until
 
 
 def _start(*args: str) -> subprocess.Popen[str]:
@@ -204,7 +204,7 @@ def test_the_fork_servers_preload_imports_every_name_and_starts_no_thread() -> N
     # worker its start-up time again.
     from interleaf.processes import _PRELOAD as preload
 
-    code = ("import importlib, sys, threading\n"
+    code = ("import importlib, threading\n"
             f"for name in {preload!r}:\n"
             "    importlib.import_module(name)\n"
             "print(threading.active_count())\n")
@@ -215,7 +215,7 @@ def test_the_fork_servers_preload_imports_every_name_and_starts_no_thread() -> N
     assert {"litellm", "langgraph.pregel", "interleaf.runner"} <= set(preload)
 
 
-def test_the_fork_server_reads_the_bundled_price_map_and_runs_one_thread(tmp_path: Path) -> None:
+def test_the_fork_server_reads_the_bundled_price_map_and_runs_one_thread() -> None:
     # A user's shell does not set LITELLM_LOCAL_MODEL_COST_MAP. Without it, the fork server's
     # import of litellm would fetch a price map over the network and start a retry thread there.
     env = {k: v for k, v in subprocess_env().items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
@@ -229,9 +229,7 @@ def test_the_fork_server_reads_the_bundled_price_map_and_runs_one_thread(tmp_pat
         assert len(servers) == 1
         assert servers[0].environ().get("LITELLM_LOCAL_MODEL_COST_MAP") == "True"
         # ensure_running returns once the server listens; its preload (litellm) may still be going.
-        wait_until_idle = 60.0
-        while wait_until_idle > 0 and servers[0].cpu_percent(interval=0.5) > 5:
-            wait_until_idle -= 0.5
+        wait_until(proc, lambda: servers[0].cpu_percent(interval=0.5) <= 5, "the fork server's preload")
         assert servers[0].num_threads() == 1
     finally:
         proc.communicate("", timeout=30)

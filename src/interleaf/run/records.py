@@ -139,7 +139,7 @@ class DialogueStatus(BaseModel):
     finished_at: float = Field(default_factory=time.time)
 
     def save(self, store: ObjectStore) -> None:
-        store.put_json(layout.status_key(self.seed_id), self.model_dump(mode="json"))
+        store.put_json(*self.stored())
 
     async def asave(self, store: ObjectStore) -> None:
         await store.aput_json(*self.stored())

@@ -32,6 +32,7 @@ import struct
 import threading
 import zlib
 from collections import OrderedDict
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,7 +187,8 @@ class LogFiles:
         path = self.path(thread_id)
         with self._lock:
             self._known.pop(path, None)
-            self._forget_fd(path)
+            if (fd := self._fds.get(path)) is not None:
+                self._close_fd(path, fd)
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -201,7 +203,7 @@ class LogFiles:
             if fd is not None and os.fstat(fd).st_nlink == 0:
                 # Deleted (or deleted and made again) by another process since: appending to
                 # this descriptor would write into a file nobody can read.
-                self._forget_fd(path)
+                self._close_fd(path, fd)
                 self._known.pop(path, None)
                 fd = None
             if fd is None and path in self._known:
@@ -218,22 +220,16 @@ class LogFiles:
         """Close the logs kept open between appends."""
         with self._lock:
             while self._fds:
-                os.close(self._fds.popitem()[1])
+                with suppress(OSError):
+                    os.close(self._fds.popitem()[1])
 
     def __del__(self) -> None:
         # A saver dropped without close() must not leak its open logs.
-        for fd in getattr(self, "_fds", {}).values():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        if hasattr(self, "_fds"):
+            self.close()
 
-    def _forget_fd(self, path: str) -> None:
-        fd = self._fds.pop(path, None)
-        if fd is not None:
-            os.close(fd)
-
-    def _drop_fd(self, path: str, fd: int) -> None:
+    def _close_fd(self, path: str, fd: int) -> None:
+        """Close ``fd`` (a log's cached descriptor, or one just opened) and forget it if cached."""
         if self._fds.get(path) == fd:
             del self._fds[path]
         os.close(fd)
@@ -271,7 +267,7 @@ class LogFiles:
         try:
             start = os.lseek(fd, 0, os.SEEK_END)
         except BaseException:
-            self._drop_fd(path, fd)
+            self._close_fd(path, fd)
             raise
         view = memoryview(data)
         try:
@@ -282,7 +278,7 @@ class LogFiles:
                 os.ftruncate(fd, start)
             except OSError:  # the next writer of this log cuts the tail off instead
                 self._known.pop(path, None)
-            self._drop_fd(path, fd)
+            self._close_fd(path, fd)
             raise
         self._fds[path] = fd
         self._fds.move_to_end(path)
