@@ -45,8 +45,10 @@ def count_failure_kinds(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 def test_faults_end_every_dialogue_once(tmp_path: Path, faulty_sim: Simulator,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-sim-local")
-    # One retry only, so some calls fail for good and the failure paths run too.
-    graph = write_lite_graph(tmp_path / "g.yaml", faulty_sim.base_url, timeout=0.5, max_retries=1, concurrency=5)
+    # One retry only, so some calls fail for good and the failure paths run too. The timeout is
+    # well under the simulator's 5 s timeout faults, and well over what an answer takes on a busy
+    # machine: at 0.5 s, a second test suite on the same two cores made answers time out too.
+    graph = write_lite_graph(tmp_path / "g.yaml", faulty_sim.base_url, timeout=2.0, max_retries=1, concurrency=5)
     seeds = write_seeds(tmp_path / "seeds.jsonl", N_SEEDS)
     out = tmp_path / "out"
     # No preflight: its probe could draw a fault and refuse the run, and the calls are counted exactly.
