@@ -16,6 +16,11 @@ fixed latency; its CPU is not counted):
                most one per 32 seeds, via ``interleaf.processes.choose_processes``; 1 = this
                process). CPU per call = this process's CPU + the workers' (their own report)
                over the calls the simulator answered: interleaf's and litellm's CPU together.
+               Requests in flight are capped at ``--concurrency`` by the model's
+               ``max_concurrency``, as a graph caps them for a provider; ``--dialogues``
+               (default 1.5x that) dialogues are open at once, so a freed request slot goes to a
+               dialogue that is ready to send instead of waiting for the next dialogue's first
+               steps. The simulator's peak of requests in flight is printed for every phase.
 ``aiohttp``    the limit: the bodies interleaf sent, replayed through one ``aiohttp.ClientSession``
                with the same number in flight, in this process (``benchkit.replay``, the same
                loop ``engine_bench.py`` uses).
@@ -29,7 +34,7 @@ fixed latency; its CPU is not counted):
                checkpoints, status writes and the rest (see ``bench/cpuparts.py`` for how).
 
 ``--json FILE`` writes the figures of the first latency of the sweep (the goal's) as
-``{"interleaf": {"per_s", "cpu_ms_per_call", ...}, "distilabel": {"per_s": float | null,
+``{"interleaf": {"per_s", "cpu_ms_per_call", "peak_in_flight", ...}, "distilabel": {"per_s": float | null,
 "skipped": why (only when skipped)}, "aiohttp": {"per_s", ...}, "latency", "seeds",
 "concurrency", "workers", "machine", "runs": [every latency's figures, same shape],
 "breakdown": {...} (with --breakdown)}``. ``per_s`` is prompts (= calls) per second.
@@ -48,6 +53,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from benchkit import (
     GRAPHS,
     BodyPool,
@@ -64,6 +70,8 @@ from benchkit import (
 from simprocess import SimProcess
 
 GRAPH = GRAPHS / "single-step.yaml"
+#: Dialogues open at once per request slot, unless ``--dialogues`` says otherwise.
+DIALOGUES_PER_SLOT = 1.5
 PEER_VENV = Path(tempfile.gettempdir()) / "interleaf-bench-distilabel"
 PEER_SPEC = "distilabel==1.5.3"
 
@@ -127,20 +135,37 @@ def _line(label: str, done: int, seconds: float, calls: int, extra: str) -> str:
     return f"{label:<11} {done:>6} done {seconds:8.2f} s {done / seconds:8.1f} prompts/s  ({calls} calls{extra})"
 
 
+def capped_graph(work: Path, concurrency: int) -> Path:
+    """:data:`GRAPH` with its model's ``max_concurrency`` set to ``concurrency``, written into ``work``.
+
+    The cap is what a graph gives a provider: the endpoint never sees more requests in flight,
+    however many dialogues are open.
+    """
+    spec = yaml.safe_load(GRAPH.read_text(encoding="utf-8"))
+    for model in spec["models"].values():
+        model["max_concurrency"] = concurrency
+    path = work / GRAPH.name
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return path
+
+
 async def bench_latency(latency: float, n: int, args: argparse.Namespace, peer: Path | None,
                         why: str) -> dict[str, Any]:
     """Every phase at one latency, one simulator; the figures as ``--json`` writes them."""
-    out: dict[str, Any] = {"latency": latency, "seeds": n, "concurrency": args.concurrency,
+    dialogues = args.dialogues
+    out: dict[str, Any] = {"latency": latency, "seeds": n, "concurrency": args.concurrency, "dialogues": dialogues,
                            "ideal_per_s": args.concurrency / latency if latency else None}
-    print(f"\n== latency {latency} s: {n} prompts -> 1 completion each, {args.concurrency} in flight", flush=True)
+    print(f"\n== latency {latency} s: {n} prompts -> 1 completion each, {args.concurrency} in flight "
+          f"(interleaf: {dialogues} dialogues open)", flush=True)
     with tempfile.TemporaryDirectory(prefix="interleaf-peer-bench-") as tmp, \
             SimProcess(latency, record=True) as sim:
         work = Path(tmp)
         point_models_at(sim.base_url)
+        graph = capped_graph(work, args.concurrency)
         seeds = write_seeds(work / "seeds.jsonl", n)
-        warm = await warm_graph(GRAPH, work, concurrency=args.concurrency, workers=args.workers, seeds=n)
+        warm = await warm_graph(graph, work, concurrency=dialogues, workers=args.workers, seeds=n)
         sim.reset()
-        ours = await run_graph(GRAPH, seeds, work / "interleaf", concurrency=args.concurrency, workers=args.workers)
+        ours = await run_graph(graph, seeds, work / "interleaf", concurrency=dialogues, workers=args.workers)
         stats = sim.stats()
         calls = stats["requests"]
         bodies = sim.bodies()
@@ -148,12 +173,14 @@ async def bench_latency(latency: float, n: int, args: argparse.Namespace, peer: 
         out["workers"] = ours.processes
         out["interleaf"] = {"per_s": ours.done / ours.seconds, "cpu_ms_per_call": cpu_ms, "seconds": ours.seconds,
                             "done": ours.done, "failed": ours.failed, "calls": calls, "workers": ours.processes,
+                            "peak_in_flight": stats["peak"],
                             "cpu_parent_s": ours.cpu_parent_s, "cpu_workers_s": ours.cpu_workers_s,
                             # One worker's fixed start (from the warm-up batch, one seed a worker).
                             "worker_start_cpu_s": warm.cpu_workers_s / warm.processes if warm.processes > 1 else 0.0}
         print(_line("interleaf", ours.done, ours.seconds, calls,
                     f", {ours.processes} process{'es' if ours.processes > 1 else ''}, CPU {cpu_ms:.2f} ms/call = "
-                    f"{ours.cpu_parent_s:.1f} s here + {ours.cpu_workers_s:.1f} s workers"), flush=True)
+                    f"{ours.cpu_parent_s:.1f} s here + {ours.cpu_workers_s:.1f} s workers, "
+                    f"peak {stats['peak']} in flight"), flush=True)
         if ours.processes > 1:
             start = out["interleaf"]["worker_start_cpu_s"]
             print(f"{'':<11} a worker's start costs ~{start:.2f} s CPU (warm-up batch): "
@@ -164,11 +191,12 @@ async def bench_latency(latency: float, n: int, args: argparse.Namespace, peer: 
         plans = [[(model, 1)] for model, count in pool.counts().items() for _ in range(count)]
         sim.reset()
         seconds, cpu = await replay(sim.base_url, pool, plans, args.concurrency, "aiohttp")
-        answered = sim.stats()["completed"]
+        replayed = sim.stats()
+        answered = replayed["completed"]
         out["aiohttp"] = {"per_s": answered / seconds, "cpu_ms_per_call": 1000 * cpu / max(1, answered),
-                          "seconds": seconds, "calls": answered}
-        print(_line("aiohttp", answered, seconds, answered, f", CPU {1000 * cpu / max(1, answered):.2f} ms/call"),
-              flush=True)
+                          "seconds": seconds, "calls": answered, "peak_in_flight": replayed["peak"]}
+        print(_line("aiohttp", answered, seconds, answered, f", CPU {1000 * cpu / max(1, answered):.2f} ms/call, "
+                                                            f"peak {replayed['peak']} in flight"), flush=True)
 
         if peer is None:
             out["distilabel"] = {"per_s": None, "skipped": why}
@@ -180,14 +208,16 @@ async def bench_latency(latency: float, n: int, args: argparse.Namespace, peer: 
                 out["distilabel"] = {"per_s": None, "skipped": f"failed: {str(exc)[-300:]}"}
                 print(f"distilabel  failed: {exc}")
             else:
-                p_calls = sim.stats()["requests"]
+                p_stats = sim.stats()
+                p_calls = p_stats["requests"]
                 out["distilabel"] = {"per_s": p_done / p_seconds, "seconds": p_seconds, "done": p_done,
-                                     "calls": p_calls, "version": why}
+                                     "calls": p_calls, "version": why, "peak_in_flight": p_stats["peak"]}
                 print(_line("distilabel", p_done, p_seconds, p_calls,
-                            f", {note}; {why}; pipeline.run wall, excludes interpreter start"), flush=True)
+                            f", {note}; {why}; pipeline.run wall, excludes interpreter start; "
+                            f"peak {p_stats['peak']} in flight"), flush=True)
 
         if args.breakdown:
-            out["breakdown"] = await breakdown(seeds, work, sim, args.concurrency)
+            out["breakdown"] = await breakdown(graph, seeds, work, sim, dialogues)
 
     ratios = {"interleaf / aiohttp": out["interleaf"]["per_s"] / out["aiohttp"]["per_s"]}
     if out["distilabel"]["per_s"]:
@@ -198,16 +228,16 @@ async def bench_latency(latency: float, n: int, args: argparse.Namespace, peer: 
     return out
 
 
-async def breakdown(seeds: Path, work: Path, sim: SimProcess, concurrency: int) -> dict[str, Any]:
+async def breakdown(graph: Path, seeds: Path, work: Path, sim: SimProcess, dialogues: int) -> dict[str, Any]:
     """interleaf in this process with :class:`cpuparts.CpuParts` on: its CPU by part, per call."""
     from cpuparts import CpuParts
 
     # The measured run may have been on worker processes: warm this one up on its own first.
-    await warm_graph(GRAPH, work / "breakdown-warm", concurrency=concurrency, workers=1, seeds=2)
+    await warm_graph(graph, work / "breakdown-warm", concurrency=dialogues, workers=1, seeds=2)
     sim.reset()
     cpu0 = cpu_seconds()
     with CpuParts() as parts:
-        run = await run_graph(GRAPH, seeds, work / "breakdown", concurrency=concurrency, workers=1)
+        run = await run_graph(graph, seeds, work / "breakdown", concurrency=dialogues, workers=1)
     process_cpu = cpu_seconds() - cpu0
     calls = sim.stats()["requests"]
     rows = parts.table(calls)
@@ -230,7 +260,10 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=None, help="prompts (default 1000, quick 64)")
     parser.add_argument("--latency", default=None,
                         help="simulated seconds a call; a comma list sweeps (default 1.0, quick 0.05)")
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=64,
+                        help="requests in flight (interleaf: the model's max_concurrency; default 64)")
+    parser.add_argument("--dialogues", type=int, default=None,
+                        help=f"interleaf's dialogues open at once (default {DIALOGUES_PER_SLOT}x --concurrency)")
     parser.add_argument("--workers", type=int, default=None,
                         help="interleaf processes (default: as `interleaf run` picks; 1 = in this process)")
     parser.add_argument("--peer", action="store_true", help="also run distilabel (installs it into a /tmp venv)")
@@ -241,6 +274,10 @@ async def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.dialogues is None:
+        args.dialogues = max(args.concurrency, round(DIALOGUES_PER_SLOT * args.concurrency))
+    elif args.dialogues < 1:
+        parser.error("--dialogues must be at least 1")
     n = args.seeds or (64 if args.quick else 1000)
     latencies = [float(x) for x in (args.latency or ("0.05" if args.quick else "1.0")).split(",") if x.strip()]
     print(f"machine: {machine()}", flush=True)

@@ -259,16 +259,18 @@ def report(by: dict[str, Bench], found: list[Goal], meta: dict[str, str]) -> str
         if not data:
             continue
         md += ["", f"### Single-step peer comparison, latency {data['latency']} s (`{name}`)", "",
-               f"{data['seeds']} prompts -> 1 completion each, {data['concurrency']} in flight, interleaf on "
-               f"{data['workers']} process(es); ideal {_f(data.get('ideal_per_s'))}/s.", "",
-               "| | prompts/s | wall | CPU per call |", "|---|---:|---:|---:|"]
+               f"{data['seeds']} prompts -> 1 completion each, {data['concurrency']} requests in flight (interleaf: "
+               f"the model's `max_concurrency`, {data.get('dialogues', data['concurrency'])} dialogues open), "
+               f"interleaf on {data['workers']} process(es); ideal {_f(data.get('ideal_per_s'))}/s. *Peak* is the "
+               "simulator's count of requests in flight at once.", "",
+               "| | prompts/s | wall | CPU per call | peak |", "|---|---:|---:|---:|---:|"]
         for who in ("interleaf", "aiohttp", "distilabel"):
             row = data.get(who) or {}
             if row.get("per_s") is None:
-                md.append(f"| {who} | - | - | skipped: {row.get('skipped', '-')} |")
+                md.append(f"| {who} | - | - | skipped: {row.get('skipped', '-')} | - |")
                 continue
             md.append(f"| {who} | {_f(row['per_s'])} | {_f(row.get('seconds'), '{:.1f} s')} | "
-                      f"{_f(row.get('cpu_ms_per_call'), '{:.2f} ms')} |")
+                      f"{_f(row.get('cpu_ms_per_call'), '{:.2f} ms')} | {row.get('peak_in_flight', '-')} |")
         breakdown = data.get("breakdown")
         if breakdown:
             md += ["", f"CPU by part, interleaf in one process (workers=1), {breakdown['calls']} calls, "

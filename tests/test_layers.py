@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("models", "tools"),
     ("runtime", "nodes"),
     ("graphs.compiler", "graphs.predicates", "graphs.reporting"),
-    ("runner", "processes", "datasets", "bench", "annotate", "preflight"),
+    ("runner", "processes", "_preload", "datasets", "bench", "annotate", "preflight"),
     ("flows",),
     ("launch", "testing"),
     ("cli", "bench.cli", "annotate.cli", "__main__", ""),

@@ -215,6 +215,28 @@ def test_the_fork_servers_preload_imports_every_name_and_starts_no_thread() -> N
     assert {"litellm", "langgraph.pregel", "interleaf.runner"} <= set(preload)
 
 
+def test_the_fork_servers_warm_up_builds_every_deferred_validator_it_names() -> None:
+    # A name the pinned litellm or OpenAI SDK lacks (renamed, or no longer deferred) would cost
+    # every worker its first-call build again without anyone noticing.
+    code = ("import importlib, json\n"
+            "from interleaf._preload import LAZY_MODELS\n"
+            "out = {f'{m}.{n}': getattr(importlib.import_module(m), n).__pydantic_complete__ for m, n in LAZY_MODELS}\n"
+            "print(json.dumps(out))\n")
+    done = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    built = json.loads(done.stdout)
+    assert len(built) == 10 and all(built.values()), built
+    # Without the warm-up the same imports leave them unbuilt: the list names real work.
+    code = ("import importlib, json, sys, litellm\n"
+            "names = [name.rsplit('.', 1) for name in sys.argv[1:]]\n"
+            "print(json.dumps([getattr(importlib.import_module(m), n).__pydantic_complete__ for m, n in names]))\n")
+    done = subprocess.run([sys.executable, "-c", code, *built], env=subprocess_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [False] * len(built)
+
+
 def test_the_fork_server_reads_the_bundled_price_map_and_runs_one_thread() -> None:
     # A user's shell does not set LITELLM_LOCAL_MODEL_COST_MAP. Without it, the fork server's
     # import of litellm would fetch a price map over the network and start a retry thread there.

@@ -107,3 +107,29 @@ def test_bad_names_are_lookup_errors() -> None:
         import_object("evil.py")
     with pytest.raises(LookupError, match="has no attribute 'Nope'"):
         import_object("interleaf.registry:Nope")
+
+
+def test_plugin_entry_points_scan_the_installed_packages_once_per_sys_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import interleaf.registry as registry
+
+    scans: list[int] = []
+    real = registry.entry_points
+
+    def counting() -> object:
+        scans.append(1)
+        return real()
+
+    monkeypatch.setattr(registry, "entry_points", counting)
+    monkeypatch.setattr(registry, "_ENTRY_POINTS", None)
+    registry.plugin_entry_points("interleaf.nodes")
+    registry.plugin_entry_points("interleaf.tools")
+    assert len(scans) == 1
+    # A package installed into a folder put on sys.path later is found: that path is scanned anew.
+    dist = tmp_path / "late_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: late-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[interleaf.tools]\nlate_tool = late_plugin:Tool\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert [ep.name for ep in registry.plugin_entry_points("interleaf.tools")] == ["late_tool"]
+    assert len(scans) == 2

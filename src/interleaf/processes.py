@@ -91,7 +91,9 @@ _PRELOAD = [
     "litellm.proxy._types", "litellm.proxy.openai_files_endpoints.common_utils", "litellm.proxy.spend_tracking.savings",
     "litellm.proxy.mcp_server.stdio_gate", "litellm.llms.litellm_proxy.chat.transformation",
     "litellm.llms.github_copilot.authenticator", "litellm.llms.openai.chat.gpt_audio_transformation",
-    "litellm.llms.openai_like.dynamic_config",
+    "litellm.llms.openai_like.dynamic_config", "litellm.llms.github_copilot.per_user_auth",
+    "litellm.llms.github_copilot.github_host", "langchain_core.tracers.context", "interleaf.run.reader",
+    "interleaf._preload",  # last: node and tool kinds, plugin scan, litellm's deferred validators
 ]
 
 
