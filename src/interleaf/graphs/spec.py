@@ -213,7 +213,9 @@ class ReportSpec(_Spec):
 
 class Defaults(_Spec):
     run_seed: int = 0
-    concurrency: int = Field(default=8, ge=1, le=100_000, description="Dialogues in flight per process.")
+    concurrency: int = Field(default=8, ge=1, le=100_000, description=(
+        "Dialogues in flight (a total: split across the processes of a run); leave room above the "
+        "models' max_concurrency so a freed request slot finds a dialogue ready to send."))
     recursion_limit: int = Field(default=1000, ge=10)
     store: str | None = None
 
