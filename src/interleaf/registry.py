@@ -221,7 +221,7 @@ def plugin_entry_points(group: str) -> list[EntryPoint]:
     path = tuple(dict.fromkeys(sys.path))  # a folder twice finds nothing more
     if _ENTRY_POINTS is None or _ENTRY_POINTS[0] != path:
         every = entry_points()
-        found = {group: list(every.select(group=group)) for group in every.groups if group.startswith("interleaf.")}
+        found = {name: list(every.select(group=name)) for name in every.groups if name.startswith("interleaf.")}
         _ENTRY_POINTS = (path, found)
     return list(_ENTRY_POINTS[1].get(group, ()))
 
