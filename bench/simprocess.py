@@ -21,7 +21,7 @@ from typing import Any
 
 
 class SimProcess:
-    """The simulator of :func:`counting_simulator` in a child process; a context manager."""
+    """The simulator of :mod:`counting_sim` in a child process; a context manager."""
 
     def __init__(self, latency: float, *, record: bool = False):
         self.latency = latency
@@ -67,56 +67,14 @@ class SimProcess:
             pass
 
 
-def counting_simulator(**kwargs: Any) -> Any:
-    """A :class:`~interleaf.testing.simulator.Simulator` plus routes a benchmark in another process
-    reads its counters through. Defined here, not at import: ``SimProcess``'s users (the
-    benchmarks, and the worker processes that import a benchmark as their main module) do not
-    pay for the simulator's and aiohttp's server imports (~50 ms)."""
-    from aiohttp import web
-
-    from interleaf.testing.simulator import Simulator
-
-    class CountingSimulator(Simulator):
-        def __init__(self, *, record: bool = False, **kwargs: Any):
-            super().__init__(**kwargs)
-            self.record = record
-            self.bodies: list[dict[str, Any]] = []
-
-        def app(self) -> web.Application:
-            app = super().app()
-            app.router.add_get("/bench/stats", self._stats)
-            app.router.add_post("/bench/reset", self._reset)
-            app.router.add_get("/bench/bodies", self._bodies)
-            return app
-
-        def _enter(self, model: str, body: dict[str, Any]) -> str | None:
-            if self.record:
-                self.bodies.append(body)
-            return super()._enter(model, body)
-
-        async def _stats(self, request: web.Request) -> web.Response:
-            with self._lock:
-                data = {"requests": self.requests, "completed": self.completed, "peak": self.peak_concurrency,
-                        "by_model": dict(self.requests_by_model)}
-            return web.json_response(data)
-
-        async def _reset(self, request: web.Request) -> web.Response:
-            self.reset_counters()
-            self.bodies = []
-            return web.json_response({"ok": True})
-
-        async def _bodies(self, request: web.Request) -> web.Response:
-            return web.json_response(self.bodies)
-
-    return CountingSimulator(**kwargs)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="simulator child process for the benchmarks")
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
-    sim = counting_simulator(latency=args.latency, record=args.record, seed=0).start()
+    from counting_sim import CountingSimulator  # the server's imports, only in the simulator's process
+
+    sim = CountingSimulator(latency=args.latency, record=args.record, seed=0).start()
     print(f"port {sim.port}", flush=True)
     try:
         while True:

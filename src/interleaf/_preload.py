@@ -42,27 +42,22 @@ LAZY_MODELS: tuple[tuple[str, str], ...] = (
 )
 
 
-def complete_lazy_models() -> list[str]:
-    """Build the validators of :data:`LAZY_MODELS` now; the names of those built."""
-    built = []
+def complete_lazy_models() -> None:
+    """Build the validators of :data:`LAZY_MODELS` now (those not built yet)."""
     for module_name, name in LAZY_MODELS:
         try:
             model = getattr(importlib.import_module(module_name), name)
-            if getattr(model, "__pydantic_complete__", True):
-                continue
-            model.model_rebuild()
+            if not getattr(model, "__pydantic_complete__", True):
+                model.model_rebuild()
         except Exception as exc:  # only a head start: the first call builds it as it always did
             log.debug("could not build %s.%s ahead: %s", module_name, name, exc)
-            continue
-        built.append(f"{module_name}.{name}")
-    return built
 
 
 def _warm() -> None:
     for registry in (node_kinds, tool_kinds):
         for module in registry.builtin_modules:
             importlib.import_module(module)
-        plugin_entry_points(registry.group)
+    plugin_entry_points(node_kinds.group)  # one scan serves every registry
     complete_lazy_models()
 
 
