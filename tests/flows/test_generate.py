@@ -256,7 +256,10 @@ def test_a_second_flow_run_on_the_same_output_is_refused_and_duplicates_nothing(
     import threading
     import time
 
-    setup = make_counting_setup(tmp_path / "two", n_seeds=4, sleep=0.4)
+    # Each shard's seeds take `sleep` together and the shards run one after the other: the first
+    # run must still hold the lock when the second flow run gets going, which on a busy machine
+    # took more than a second (0.4 s a shard was not enough).
+    setup = make_counting_setup(tmp_path / "two", n_seeds=4, sleep=2.0)
     first: dict[str, Any] = {}
     runner = threading.Thread(target=lambda: first.update(state=run_flow(setup, max_parallel_shards=1)))
     runner.start()
